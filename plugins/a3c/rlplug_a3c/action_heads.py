@@ -1,0 +1,98 @@
+"""Turn a network's policy parameters into actions, log-probabilities and entropies.
+
+Written with plain tensor ops rather than ``torch.distributions`` objects: acting happens every
+env step, and building a distribution object there costs more than the tiny network itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class CategoricalHead:
+    """Discrete actions: the policy parameters are logits."""
+
+    def __init__(self, space: gym.spaces.Discrete):
+        self.n = int(space.n)
+        self.start = int(space.start)
+        self.policy_dim = self.n
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        """(action for the update, action for the env) from one step's logits ``[n]``."""
+        action = torch.multinomial(F.softmax(params, -1), 1, generator=generator)
+        return action[0], int(action) + self.start
+
+    def mode(self, params: torch.Tensor) -> int:
+        return int(params.argmax()) + self.start
+
+    def stack(self, actions: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(actions)
+
+    def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        log_probs = F.log_softmax(params, -1)
+        chosen = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        return chosen, entropy
+
+
+class GaussianHead:
+    """Box actions: a diagonal Gaussian in [-1, 1]-normalised action units.
+
+    The first half of the policy parameters are means, the second half pass through softplus to
+    give standard deviations (as in the paper). Samples are clipped to [-1, 1] and mapped affinely
+    onto the env's bounds, so any finite bounds are respected; the update uses the unclipped sample.
+    """
+
+    def __init__(self, space: gym.spaces.Box, min_std: float):
+        self.low = space.low.astype(np.float32).reshape(-1)
+        self.high = space.high.astype(np.float32).reshape(-1)
+        self.shape = space.shape
+        self.dim = self.low.size
+        self.policy_dim = 2 * self.dim
+        self.min_std = min_std
+
+    def _mean_std(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, raw_std = params[..., : self.dim], params[..., self.dim:]
+        return mean, F.softplus(raw_std) + self.min_std
+
+    def to_env(self, action: np.ndarray) -> np.ndarray:
+        unit = np.clip(action, -1.0, 1.0)
+        return (self.low + (unit + 1.0) * 0.5 * (self.high - self.low)).reshape(self.shape)
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
+        mean, std = self._mean_std(params)
+        action = mean + std * torch.randn(self.dim, generator=generator)
+        return action, self.to_env(action.numpy())
+
+    def mode(self, params: torch.Tensor) -> np.ndarray:
+        return self.to_env(params[: self.dim].numpy())
+
+    def stack(self, actions: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(actions)
+
+    def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std = self._mean_std(params)
+        log_std = std.log()
+        log_prob = (-0.5 * ((actions - mean) / std).pow(2) - log_std - _LOG_SQRT_2PI).sum(-1)
+        entropy = (0.5 + _LOG_SQRT_2PI + log_std).sum(-1)
+        return log_prob, entropy
+
+
+ActionHead = CategoricalHead | GaussianHead
+
+
+def make_action_head(space: gym.Space, min_std: float) -> ActionHead:
+    if isinstance(space, gym.spaces.Discrete):
+        return CategoricalHead(space)
+    if isinstance(space, gym.spaces.Box):
+        return GaussianHead(space, min_std)
+    raise TypeError(f"A3C supports Discrete and Box actions, not {type(space).__name__}")

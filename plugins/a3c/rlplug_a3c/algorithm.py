@@ -1,0 +1,80 @@
+"""A3C: the global actor-critic and shared optimizer that all workers update asynchronously."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from rlplug.config import EnvConfig
+from rlplug.contracts import Actor, Algorithm, Network, WorkerContext
+from rlplug.envs import EnvSpec
+from rlplug_a3c.action_heads import make_action_head
+from rlplug_a3c.configs import A3CConfig
+from rlplug_a3c.flat_params import flatten_parameters
+from rlplug_a3c.shared_optim import SharedAdam, SharedOptimizer, SharedRMSprop
+from rlplug_a3c.worker import A3CWorker
+
+
+class A3C(Algorithm):
+    """Asynchronous advantage actor-critic (Mnih et al. 2016).
+
+    The global network's parameters are one flat tensor in shared memory; the optimizer's
+    statistics too. Workers (threads or processes) each own an env and a local network copy.
+    """
+
+    def __init__(self, cfg: A3CConfig, env_cfg: EnvConfig, spec: EnvSpec,
+                 build_network: Callable[[int], Network], seed: int):
+        self.cfg, self.env_cfg, self.spec = cfg, env_cfg, spec
+        self.build_network = build_network
+        self.head = make_action_head(spec.action_space, cfg.min_std)
+        torch.manual_seed(seed)
+        self.global_net = build_network(self.head.policy_dim)
+        self.params = flatten_parameters(self.global_net, shared=True)
+        self.optimizer = self._make_optimizer()
+
+    def _make_optimizer(self) -> SharedOptimizer:
+        if self.cfg.optimizer == "rmsprop":
+            return SharedRMSprop(self.params, self.cfg.rmsprop_alpha, self.cfg.optimizer_eps)
+        betas = (float(self.cfg.adam_betas[0]), float(self.cfg.adam_betas[1]))
+        return SharedAdam(self.params, betas, self.cfg.optimizer_eps)
+
+    def run_worker(self, ctx: WorkerContext) -> None:
+        A3CWorker(self, ctx).run()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": {k: v.clone() for k, v in self.global_net.state_dict().items()},
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # load_state_dict copies in place, so the parameters stay views of the shared flat tensor
+        self.global_net.load_state_dict(state["model"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+    def actor(self, deterministic: bool = True) -> Actor:
+        return A3CActor(self, deterministic)
+
+
+class A3CActor(Actor):
+    """Acts with the global network: the mode of the policy, or a sample."""
+
+    def __init__(self, algo: A3C, deterministic: bool, seed: int = 0):
+        self.net, self.head = algo.global_net, algo.head
+        self.deterministic = deterministic
+        self.generator = torch.Generator().manual_seed(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = self.net.initial_state(1)
+        self.start = torch.ones(1, 1)
+
+    @torch.no_grad()
+    def act(self, obs: Any) -> Any:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32).view(1, 1, -1)
+        params, _, self.state = self.net(obs_t, self.state, self.start)
+        self.start = torch.zeros(1, 1)
+        if self.deterministic:
+            return self.head.mode(params[0, 0])
+        return self.head.sample(params[0, 0], self.generator)[1]

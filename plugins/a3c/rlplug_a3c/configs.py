@@ -1,0 +1,149 @@
+"""Config schemas of the A3C plugin, registered in Hydra's ConfigStore by :func:`register`.
+
+The YAML presets in ``conf/`` list these schemas first in their defaults, so Hydra checks every
+key and type; ``__post_init__`` checks ranges (run by the core before any worker starts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+from rlplug.config import require
+
+ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
+
+
+@dataclass
+class A3CConfig:
+    name: str = "a3c"
+    lr: float = 7e-4
+    lr_schedule: str = "constant"  # constant | linear (decays to 0 at total_steps, as in the paper)
+    gamma: float = 0.99
+    n_steps: int = 5  # t_max: env steps per worker update
+    gae_lambda: float | None = None  # None: n-step returns; a number in [0, 1]: GAE(lambda)
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    max_grad_norm: float | None = 40.0  # None: no clipping
+    optimizer: str = "adam"  # adam | rmsprop (statistics shared by all workers)
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    rmsprop_alpha: float = 0.99
+    optimizer_eps: float = 1e-8
+    reward_scale: float = 1.0  # the reward used for training is (r + reward_offset) * reward_scale
+    reward_offset: float = 0.0
+    min_std: float = 1e-3  # lower bound of the Gaussian policy's standard deviation
+
+    def __post_init__(self) -> None:
+        require(self.lr > 0, "algo.lr", "must be > 0", self.lr, "algo.lr=3e-4")
+        require(self.lr_schedule in ("constant", "linear"), "algo.lr_schedule",
+                "must be constant or linear", self.lr_schedule, "algo.lr_schedule=constant")
+        require(0 < self.gamma <= 1, "algo.gamma", "must be in (0, 1]", self.gamma, "algo.gamma=0.99")
+        require(self.n_steps >= 1, "algo.n_steps", "must be >= 1", self.n_steps, "algo.n_steps=5")
+        if self.gae_lambda is not None:
+            require(0 <= self.gae_lambda <= 1, "algo.gae_lambda", "must be in [0, 1] or null",
+                    self.gae_lambda, "algo.gae_lambda=0.95")
+        require(self.entropy_coef >= 0, "algo.entropy_coef", "must be >= 0", self.entropy_coef,
+                "algo.entropy_coef=0.01")
+        require(self.value_coef > 0, "algo.value_coef", "must be > 0", self.value_coef,
+                "algo.value_coef=0.5")
+        if self.max_grad_norm is not None:
+            require(self.max_grad_norm > 0, "algo.max_grad_norm", "must be > 0 or null",
+                    self.max_grad_norm, "algo.max_grad_norm=40")
+        require(self.optimizer in ("adam", "rmsprop"), "algo.optimizer", "must be adam or rmsprop",
+                self.optimizer, "algo.optimizer=adam")
+        require(len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+                "algo.adam_betas", "must be two numbers in [0, 1)", list(self.adam_betas),
+                "algo.adam_betas=[0.9,0.999]")
+        require(0 < self.rmsprop_alpha < 1, "algo.rmsprop_alpha", "must be in (0, 1)",
+                self.rmsprop_alpha, "algo.rmsprop_alpha=0.99")
+        require(self.optimizer_eps > 0, "algo.optimizer_eps", "must be > 0", self.optimizer_eps,
+                "algo.optimizer_eps=1e-8")
+        require(self.reward_scale > 0, "algo.reward_scale", "must be > 0", self.reward_scale,
+                "algo.reward_scale=1.0")
+        require(self.min_std > 0, "algo.min_std", "must be > 0", self.min_std, "algo.min_std=1e-3")
+
+
+def _check_layers(key: str, sizes: list[int]) -> None:
+    require(all(s >= 1 for s in sizes), key, "must be positive layer sizes", list(sizes),
+            f"{key}=[64,64]")
+
+
+def _check_activation(key: str, activation: str) -> None:
+    require(activation in ACTIVATIONS, key, f"must be one of {', '.join(ACTIVATIONS)}", activation,
+            f"{key}=tanh")
+
+
+@dataclass
+class FeedForwardConfig:
+    name: str = "ff"
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    share_body: bool = False  # one MLP body for actor and critic instead of two
+
+    def __post_init__(self) -> None:
+        _check_layers("network.hidden_sizes", self.hidden_sizes)
+        _check_activation("network.activation", self.activation)
+
+
+@dataclass
+class LSTMConfig:
+    name: str = "lstm"
+    lstm_size: int = 64
+    pre_sizes: list[int] = field(default_factory=lambda: [64])  # MLP layers before the LSTM
+    post_sizes: list[int] = field(default_factory=list)  # MLP layers after it, per head
+    activation: str = "tanh"
+    share_core: bool = True  # actor and critic share the recurrent core; false: one core each
+
+    def __post_init__(self) -> None:
+        require(self.lstm_size >= 1, "network.lstm_size", "must be >= 1", self.lstm_size,
+                "network.lstm_size=64")
+        _check_layers("network.pre_sizes", self.pre_sizes)
+        _check_layers("network.post_sizes", self.post_sizes)
+        _check_activation("network.activation", self.activation)
+
+
+@dataclass
+class ExecutorConfig:
+    name: str = "process"
+    workers: int = 2
+    on_worker_failure: str = "restart"  # restart | stop
+    max_restarts: int = 3  # restarts allowed over the whole run before it fails
+    stop_timeout_s: float = 5.0  # how long workers get to stop before they are terminated
+
+    def __post_init__(self) -> None:
+        require(self.workers >= 1, "executor.workers", "must be >= 1", self.workers,
+                "executor.workers=2")
+        require(self.on_worker_failure in ("restart", "stop"), "executor.on_worker_failure",
+                "must be restart or stop", self.on_worker_failure, "executor.on_worker_failure=stop")
+        require(self.max_restarts >= 0, "executor.max_restarts", "must be >= 0",
+                self.max_restarts, "executor.max_restarts=3")
+        require(self.stop_timeout_s > 0, "executor.stop_timeout_s", "must be > 0",
+                self.stop_timeout_s, "executor.stop_timeout_s=5")
+
+
+@dataclass
+class ThreadExecutorConfig(ExecutorConfig):
+    name: str = "thread"
+
+
+@dataclass
+class ProcessExecutorConfig(ExecutorConfig):
+    name: str = "process"
+    start_method: str = "spawn"  # spawn is safe under Hydra's joblib launcher; forkserver also works
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.start_method in ("spawn", "forkserver"), "executor.start_method",
+                "must be spawn or forkserver", self.start_method, "executor.start_method=spawn")
+
+
+def register() -> str:
+    """Store the schemas in Hydra's ConfigStore; return this plugin's config search path."""
+    cs = ConfigStore.instance()
+    cs.store(group="algo", name="a3c_schema", node=A3CConfig)
+    cs.store(group="network", name="ff_schema", node=FeedForwardConfig)
+    cs.store(group="network", name="lstm_schema", node=LSTMConfig)
+    cs.store(group="executor", name="thread_schema", node=ThreadExecutorConfig)
+    cs.store(group="executor", name="process_schema", node=ProcessExecutorConfig)
+    return "pkg://rlplug_a3c.conf"

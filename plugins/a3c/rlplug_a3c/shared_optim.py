@@ -1,0 +1,74 @@
+"""Optimizers whose statistics live in shared memory, stepped by every worker (Hogwild-style).
+
+They work on one flat parameter tensor and one flat gradient tensor (see ``flat_params.py``), so
+a step is a handful of tensor ops whatever the number of layers. The step count is a shared
+tensor too, so Adam's bias correction is right in every process (pitfall 2 in the A3C anchors).
+Like the paper's shared RMSProp, updates take no lock.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class SharedOptimizer:
+    """Base: holds the shared state tensors; ``step(grad, lr)`` updates ``params`` in place."""
+
+    kind = ""
+
+    def __init__(self, params: torch.Tensor, eps: float, state_names: tuple[str, ...]):
+        self.params = params
+        self.eps = eps
+        self.state = {"step": torch.zeros((), dtype=torch.float64).share_memory_()}
+        for name in state_names:
+            self.state[name] = torch.zeros_like(params).share_memory_()
+
+    @property
+    def step_count(self) -> int:
+        return int(self.state["step"].item())
+
+    def step(self, grad: torch.Tensor, lr: float) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, **{k: v.clone() for k, v in self.state.items()}}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        if state.get("kind") != self.kind:
+            raise ValueError(f"optimizer state is for {state.get('kind')!r}, not {self.kind!r}")
+        for name, tensor in self.state.items():
+            tensor.copy_(state[name])  # in place: the shared storage stays shared
+
+
+class SharedAdam(SharedOptimizer):
+    kind = "adam"
+
+    def __init__(self, params: torch.Tensor, betas: tuple[float, float], eps: float):
+        super().__init__(params, eps, ("exp_avg", "exp_avg_sq"))
+        self.beta1, self.beta2 = betas
+
+    def step(self, grad: torch.Tensor, lr: float) -> None:
+        self.state["step"] += 1
+        t = self.state["step"].item()
+        exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
+        exp_avg.mul_(self.beta1).add_(grad, alpha=1 - self.beta1)
+        exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        bias1 = 1 - self.beta1 ** t
+        bias2 = 1 - self.beta2 ** t
+        denom = (exp_avg_sq / bias2).sqrt_().add_(self.eps)
+        self.params.addcdiv_(exp_avg, denom, value=-lr / bias1)
+
+
+class SharedRMSprop(SharedOptimizer):
+    kind = "rmsprop"
+
+    def __init__(self, params: torch.Tensor, alpha: float, eps: float):
+        super().__init__(params, eps, ("square_avg",))
+        self.alpha = alpha
+
+    def step(self, grad: torch.Tensor, lr: float) -> None:
+        self.state["step"] += 1
+        square_avg = self.state["square_avg"]
+        square_avg.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
+        self.params.addcdiv_(grad, square_avg.sqrt().add_(self.eps), value=-lr)
+

@@ -1,0 +1,44 @@
+"""The Hydra application: composes the config, then trains in Hydra's run directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from rlplug.cli import report_user_errors
+from rlplug.plugins import install_search_path
+from rlplug.run import train
+
+# Registration only: schemas into the ConfigStore, plugin config packages onto the search path.
+# It must happen at import, because Hydra's joblib launcher re-imports this module in its workers.
+install_search_path()
+
+
+def _wandb_names() -> tuple[str | None, str | None]:
+    """In a multirun: group = the sweep's directory name, run name = the job's overrides."""
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None, None
+    return Path(hc.sweep.dir).name, hc.job.override_dirname or f"job{hc.job.num}"
+
+
+@hydra.main(version_base="1.3", config_path="pkg://rlplug.conf", config_name="config")
+def hydra_main(cfg: DictConfig) -> Any:
+    group, name = _wandb_names()
+    with report_user_errors("rlplug"):
+        result = train(cfg, Path(HydraConfig.get().runtime.output_dir), wandb_group=group,
+                       wandb_name=name)
+    if result.status == "failed":
+        print(f"rlplug: run failed: {result.error}", file=sys.stderr)
+    elif result.status == "interrupted":
+        print(f"rlplug: interrupted at {result.summary['env_steps']} env steps; outputs saved in "
+              f"{result.run_dir}", file=sys.stderr)
+    if result.exit_code:
+        sys.exit(result.exit_code)
+    return result.summary.get("return_mean100_final")

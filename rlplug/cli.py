@@ -1,0 +1,162 @@
+"""Turning user mistakes into one-line errors, before Hydra launches anything.
+
+:func:`preflight` parses the command line's overrides, checks every config-group choice against
+the installed options, then composes and validates every job of the run (every combination of
+a multirun sweep): types, keys, ranges, env ids and spaces, plugin names, network construction
+and resumable checkpoints. Only then does Hydra start a job, so no worker ever starts on bad input.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from hydra import compose, initialize_config_module
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
+
+from rlplug.errors import UserError
+from rlplug.plugins import COMPONENTS, broken_plugins, load_config_plugins
+from rlplug.registry import suggest
+
+GROUPS = ("env", "algo", "network", "executor", "logger", "experiment")
+MAX_PREFLIGHT_JOBS = 256
+_HYDRA_FLAGS_WITHOUT_RUN = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c",
+                            "--shell-completion", "-sc", "--config-path", "-cp", "--config-name",
+                            "-cn", "--config-dir", "-cd", "--experimental-rerun", "--version",
+                            "--package", "-p", "--resolve")
+
+
+@contextmanager
+def report_user_errors(prog: str) -> Iterator[None]:
+    """Print a :class:`UserError` as ``<prog>: error: <message>`` and exit 2 (traceback only with
+    ``HYDRA_FULL_ERROR=1``)."""
+    try:
+        yield
+    except UserError as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group across the core and every plugin's config package."""
+    options: set[str] = set()
+    for path in ["pkg://rlplug.conf", *load_config_plugins()]:
+        package = path.removeprefix("pkg://")
+        try:
+            folder = importlib.resources.files(package).joinpath(group)
+            options.update(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+        except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+            continue
+    return sorted(options)
+
+
+def _check_choice(group: str, value: str) -> None:
+    if value in (None, "null") and group == "experiment":
+        return
+    options = group_options(group)
+    if value in options:
+        return
+    message = (f"unknown {group} '{value}'; installed: {', '.join(options) or 'none'}."
+               f"{suggest(str(value), options)}")
+    registry = COMPONENTS.get(group)
+    if registry is not None and value in registry.names():
+        message += f" ({group} '{value}' is registered but ships no config)"
+    broken = [b for b in broken_plugins() if b.startswith("config plugin")]
+    if broken:
+        message += " Broken plugins: " + "; ".join(broken)
+    raise UserError(message)
+
+
+def explain(exc: BaseException) -> str:
+    """One line for a Hydra/OmegaConf composition error, naming the key and the fix."""
+    cause: BaseException = exc
+    while cause.__cause__ is not None and not isinstance(cause, OmegaConfBaseException):
+        cause = cause.__cause__
+    if isinstance(cause, MissingMandatoryValue):
+        return f"{cause.full_key} is missing; set it on the command line, e.g. {cause.full_key}=..."
+    if isinstance(cause, ConfigKeyError) and cause.full_key:
+        key = cause.full_key
+        parent, _, leaf = key.rpartition(".")
+        hint = ""
+        if cause.parent_node is not None:
+            known = [str(k) for k in cause.parent_node.keys()]
+            close = difflib.get_close_matches(leaf, known, n=1, cutoff=0.5)
+            hint = f" Did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
+        return (f"unknown key '{key}'.{hint} List the valid keys with "
+                f"`python -m rlplug --cfg job`")
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        msg = str(getattr(cause, "msg", cause)).splitlines()[0]
+        return f"{cause.full_key}: {msg}; fix the value of {cause.full_key}"
+    return str(exc).strip().splitlines()[0]
+
+
+def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """Every job's overrides: the sweep's combinations in a multirun, else the overrides."""
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except HydraException as exc:
+        raise UserError(f"cannot parse the command line: {explain(exc)}") from exc
+    for override in parsed:
+        if override.key_or_group in GROUPS and override.package is None and not override.is_delete():
+            values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                      else [override.value()])
+            for value in values:
+                _check_choice(override.key_or_group, value)
+    if not multirun:
+        if any(o.is_sweep_override() for o in parsed):
+            return []  # Hydra itself explains that sweeps need --multirun
+        return [overrides]
+    jobs: list[list[str]] = [[]]
+    for override in parsed:
+        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                  else [override.get_value_element_as_str()])
+        prefix = override.get_key_element()
+        jobs = [job + [f"{prefix}={v}"] for job in jobs for v in values][:MAX_PREFLIGHT_JOBS]
+    return jobs
+
+
+def preflight(argv: list[str]) -> None:
+    """Validate the command line as Hydra would run it; raise :class:`UserError` on bad input."""
+    if any(a.split("=")[0] in _HYDRA_FLAGS_WITHOUT_RUN for a in argv):
+        return
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = [a for a in argv if not a.startswith("-")
+                 and not a.startswith(("hydra.", "hydra/", "+hydra", "++hydra"))]
+    from rlplug.config import to_run_config
+    from rlplug.envs import probe_env
+    from rlplug.run import check_resumable, build_algorithm
+
+    checked: set[str] = set()
+    with initialize_config_module(config_module="rlplug.conf", version_base="1.3"):
+        for job in _jobs(overrides, multirun):
+            try:
+                cfg = compose(config_name="config", overrides=job)
+            except (HydraException, OmegaConfBaseException) as exc:
+                raise UserError(explain(exc)) from exc
+            try:
+                run = to_run_config(cfg)
+            except OmegaConfBaseException as exc:
+                raise UserError(explain(exc)) from exc
+            except ValueError as exc:  # a plugin's own __post_init__ check
+                raise UserError(str(exc).splitlines()[0]) from exc
+            key = OmegaConf.to_yaml({"env": cfg.env, "network": cfg.network, "algo": cfg.algo,
+                                     "executor": cfg.executor, "resume": cfg.resume})
+            if key in checked:
+                continue
+            checked.add(key)
+            spec = probe_env(run.env)
+            for group, registry in COMPONENTS.items():
+                registry.get(getattr(run, group).name)
+            algo = build_algorithm(run, spec)
+            if run.resume:
+                check_resumable(run, algo)

@@ -1,0 +1,118 @@
+"""The core's config schema (structured configs in Hydra's ConfigStore) and its validation.
+
+Plugins register their own dataclasses for the ``algo``, ``network`` and ``executor`` groups the
+same way (see ``docs/plugins.md``). Range checks live in each dataclass's ``__post_init__`` and call
+:func:`require`, so a bad value fails with the key's name before any worker starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from rlplug.errors import UserError
+
+
+def require(ok: bool, key: str, rule: str, value: Any, example: str) -> None:
+    """Raise a one-line :class:`UserError` naming ``key`` unless ``ok``.
+
+    ``rule`` says what is allowed ("must be > 0"), ``example`` a valid override ("algo.lr=3e-4").
+    """
+    if not ok:
+        raise UserError(f"{key} {rule}, got {value!r}; set e.g. {example}")
+
+
+@dataclass
+class EnvConfig:
+    """Which gymnasium env to make and how to wrap it."""
+
+    id: str = MISSING  # any registered gymnasium id, e.g. CartPole-v1
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
+    obs_indices: list[int] | None = None  # keep only these observation components (Box obs)
+    normalize_obs: bool = False  # rescale Box components with finite bounds to [-1, 1]
+    max_episode_steps: int | None = None  # override the env's time limit
+
+    def __post_init__(self) -> None:
+        if self.max_episode_steps is not None:
+            require(self.max_episode_steps >= 1, "env.max_episode_steps", "must be >= 1",
+                    self.max_episode_steps, "env.max_episode_steps=500")
+
+
+@dataclass
+class LoggerConfig:
+    """Weights & Biases settings; local files (metrics.jsonl, summary.json, ...) are always written."""
+
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "rlplug"
+    entity: str | None = None
+    group: str | None = None  # default: the sweep's directory name in a multirun
+    tags: list[str] = field(default_factory=list)
+    name: str | None = None  # run name; default: the job's overrides in a multirun
+    job_type: str = "train"
+    video: bool = False  # log an evaluation video of the final policy
+    video_episodes: int = 1
+    train_log_every_s: float = 2.0  # how often each worker sends averaged training stats
+
+    def __post_init__(self) -> None:
+        require(self.mode in ("offline", "online", "disabled"), "logger.mode",
+                "must be offline, online or disabled", self.mode, "logger.mode=offline")
+        require(self.train_log_every_s > 0, "logger.train_log_every_s", "must be > 0",
+                self.train_log_every_s, "logger.train_log_every_s=2")
+        require(self.video_episodes >= 1, "logger.video_episodes", "must be >= 1",
+                self.video_episodes, "logger.video_episodes=1")
+
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = 100_000  # also saved at the end of every run; 0: only at the end
+
+    def __post_init__(self) -> None:
+        require(self.every_steps >= 0, "checkpoint.every_steps", "must be >= 0",
+                self.every_steps, "checkpoint.every_steps=100000")
+
+
+@dataclass
+class RunConfig:
+    """The whole experiment. ``algo``, ``network`` and ``executor`` come from plugins."""
+
+    seed: int = 0
+    total_steps: int = 100_000  # env steps summed over all workers; the run stops there
+    env: EnvConfig = field(default_factory=EnvConfig)
+    algo: Any = MISSING
+    network: Any = MISSING
+    executor: Any = MISSING
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    resume: str | None = None  # a run directory to continue from its last checkpoint
+    progress: bool = True  # live progress bar in the terminal
+
+    def __post_init__(self) -> None:
+        require(self.total_steps >= 1, "total_steps", "must be >= 1", self.total_steps,
+                "total_steps=100000")
+        require(self.seed >= 0, "seed", "must be >= 0", self.seed, "seed=0")
+
+
+def register_core_schemas() -> None:
+    """Put the core schema into Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="rlplug_schema", node=RunConfig)
+    cs.store(group="env", name="env_schema", node=EnvConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+
+
+def to_run_config(cfg: DictConfig) -> RunConfig:
+    """Validate a composed config: types were checked by Hydra, ranges are checked here.
+
+    Plugin sections become their own dataclasses (their ``__post_init__`` checks run too).
+    """
+    for section in ("algo", "network", "executor"):
+        node = cfg.get(section)
+        if not isinstance(node, DictConfig) or "name" not in node:
+            raise UserError(f"no {section} selected; choose one, e.g. `{section}=<name>` "
+                            f"(see `python -m rlplug --list`)")
+    run = OmegaConf.to_object(cfg)
+    assert isinstance(run, RunConfig)
+    return run

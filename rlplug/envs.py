@@ -1,0 +1,129 @@
+"""Building gymnasium environments from ``EnvConfig``, with checks that fail before training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from rlplug.config import EnvConfig
+from rlplug.errors import UserError
+from rlplug.registry import suggest
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What an algorithm and a network need to know about an env (after rlplug's wrappers)."""
+
+    env_id: str
+    observation_space: gym.spaces.Box
+    action_space: gym.spaces.Discrete | gym.spaces.Box
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return tuple(self.observation_space.shape)
+
+
+def _check_id(env_id: str) -> None:
+    if env_id in gym.registry:
+        return
+    known = sorted(gym.registry)
+    raise UserError(f"unknown gymnasium env id '{env_id}'.{suggest(env_id, known)} "
+                    f"Set env.id to a registered id, e.g. env.id=CartPole-v1")
+
+
+class _SelectObservation(gym.ObservationWrapper):
+    """Keep only some components of a flat Box observation (partial observability)."""
+
+    def __init__(self, env: gym.Env, indices: list[int]):
+        super().__init__(env)
+        self._indices = np.asarray(indices, dtype=np.intp)
+        space = env.observation_space
+        self.observation_space = gym.spaces.Box(space.low[self._indices], space.high[self._indices],
+                                                dtype=np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return observation[self._indices]
+
+
+class _RescaleObservation(gym.ObservationWrapper):
+    """Map Box components with finite bounds to [-1, 1]; unbounded components pass through."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        finite = np.isfinite(space.low) & np.isfinite(space.high) & (space.high > space.low)
+        self._center = np.where(finite, (space.high + space.low) / 2, 0.0).astype(np.float32)
+        self._half = np.where(finite, (space.high - space.low) / 2, 1.0).astype(np.float32)
+        low = np.where(finite, -1.0, space.low).astype(np.float32)
+        high = np.where(finite, 1.0, space.high).astype(np.float32)
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return (observation - self._center) / self._half
+
+
+class _Float32Observation(gym.ObservationWrapper):
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        self.observation_space = gym.spaces.Box(space.low.astype(np.float32),
+                                                space.high.astype(np.float32), dtype=np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.asarray(observation, dtype=np.float32)
+
+
+def _check_spaces(cfg: EnvConfig, env: gym.Env) -> None:
+    obs, act = env.observation_space, env.action_space
+    if not isinstance(obs, gym.spaces.Box):
+        raise UserError(f"env {cfg.id} has {type(obs).__name__} observations; rlplug supports Box "
+                        f"observations only: flatten them with a wrapper or choose another env.id")
+    if not isinstance(act, gym.spaces.Discrete | gym.spaces.Box):
+        raise UserError(f"env {cfg.id} has {type(act).__name__} actions; rlplug supports Discrete "
+                        f"and Box actions: choose another env.id")
+    if isinstance(act, gym.spaces.Box) and not (np.all(np.isfinite(act.low)) and np.all(np.isfinite(act.high))):
+        raise UserError(f"env {cfg.id} has unbounded Box actions; rlplug needs finite action bounds")
+    if cfg.obs_indices is not None:
+        if len(obs.shape) != 1:
+            raise UserError(f"env.obs_indices needs a flat observation, but {cfg.id} observations "
+                            f"have shape {obs.shape}; remove env.obs_indices")
+        bad = [i for i in cfg.obs_indices if not 0 <= i < obs.shape[0]]
+        if bad or not cfg.obs_indices:
+            raise UserError(f"env.obs_indices={list(cfg.obs_indices)} is out of range for {cfg.id} "
+                            f"(observations have {obs.shape[0]} components: use indices 0..{obs.shape[0] - 1})")
+
+
+def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
+    """The env named by ``cfg`` with rlplug's wrappers; raises :class:`UserError` on bad input."""
+    _check_id(cfg.id)
+    kwargs = dict(cfg.kwargs)
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    try:
+        env = gym.make(cfg.id, render_mode=render_mode, **kwargs)
+    except (TypeError, ValueError, gym.error.Error) as exc:
+        raise UserError(f"cannot make env {cfg.id} with env.kwargs={kwargs}: "
+                        f"{str(exc).splitlines()[0]}; fix env.kwargs") from exc
+    try:
+        _check_spaces(cfg, env)
+    except UserError:
+        env.close()
+        raise
+    if cfg.obs_indices is not None:
+        env = _SelectObservation(env, list(cfg.obs_indices))
+    if cfg.normalize_obs:
+        env = _RescaleObservation(env)
+    if env.observation_space.dtype != np.float32:
+        env = _Float32Observation(env)
+    return env
+
+
+def probe_env(cfg: EnvConfig) -> EnvSpec:
+    """Make the env once to read (and check) its spaces, then close it."""
+    env = make_env(cfg)
+    try:
+        return EnvSpec(cfg.id, env.observation_space, env.action_space)
+    finally:
+        env.close()

@@ -1,0 +1,29 @@
+"""Errors a user can act on. Each carries a one-line message naming the problem and the fix."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in the user's input (config, command line, files).
+
+    The CLI prints ``rlplug: error: <message>`` on one line and exits with code 2; no traceback
+    unless ``HYDRA_FULL_ERROR=1`` is set.
+    """
+
+
+class PluginError(UserError):
+    """A plugin cannot be used: unknown name, failed import, duplicate registration, bad type."""
+
+
+class WorkerFailure(RuntimeError):
+    """A worker raised or died; carries the worker's rank and its traceback (or exit reason)."""
+
+    def __init__(self, rank: int, details: str):
+        super().__init__(f"worker {rank} failed:\n{details}")
+        self.rank = rank
+        self.details = details
+
+
+class FatalWorkerError(RuntimeError):
+    """Raised in a worker for a failure that restarting cannot fix (e.g. a non-finite loss in the
+    shared model): executors end the run instead of restarting the worker."""

@@ -1,0 +1,25 @@
+"""The messages workers send to the main process (small dicts, cheap to pickle).
+
+Every message has ``kind`` and ``worker``. Algorithms build them with these functions so the main
+process (progress bar, metrics.jsonl, W&B) can rely on their keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EPISODE = "episode"
+TRAIN = "train"
+
+
+def episode(worker: int, env_step: int, episode_return: float, length: int) -> dict[str, Any]:
+    """A finished episode: its undiscounted return (raw env rewards) and length."""
+    return {"kind": EPISODE, "worker": worker, "env_step": env_step,
+            "return": float(episode_return), "length": int(length)}
+
+
+def train(worker: int, env_step: int, **stats: float) -> dict[str, Any]:
+    """Training statistics averaged since the worker's last ``train`` message, e.g.
+    ``policy_loss``, ``value_loss``, ``entropy``, ``grad_norm``, ``lr``, ``steps_per_s``."""
+    return {"kind": TRAIN, "worker": worker, "env_step": env_step,
+            **{k: float(v) for k, v in stats.items()}}

@@ -1,0 +1,78 @@
+"""Files a run leaves in its directory besides the checkpoint: summary.json, learning_curve.png."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlplug import messages
+
+SUMMARY_NAME = "summary.json"
+CURVE_NAME = "learning_curve.png"
+METRICS_NAME = "metrics.jsonl"
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Rows of a metrics.jsonl file; a torn last line (killed mid-write) is skipped."""
+    rows = []
+    if not path.exists():
+        return rows
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def episode_curve(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(env_step, return) of every finished episode, in env-step order."""
+    episodes = [r for r in rows if r.get("kind") == messages.EPISODE]
+    episodes.sort(key=lambda r: r["env_step"])
+    return (np.array([r["env_step"] for r in episodes], dtype=float),
+            np.array([r["return"] for r in episodes], dtype=float))
+
+
+def moving_average(values: np.ndarray, window: int = 100) -> np.ndarray:
+    """Mean of the last ``window`` values at each point (fewer at the start)."""
+    if values.size == 0:
+        return values
+    cumsum = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, values.size + 1)
+    lo = np.maximum(0, idx - window)
+    return (cumsum[idx] - cumsum[lo]) / (idx - lo)
+
+
+def plot_learning_curve(metrics_path: Path, out_path: Path, title: str) -> Path | None:
+    """Episode returns and their 100-episode moving average against env steps."""
+    steps, returns = episode_curve(read_metrics(metrics_path))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if steps.size:
+        ax.scatter(steps, returns, s=3, alpha=0.25, label="episode return")
+        ax.plot(steps, moving_average(returns), color="C1", lw=2, label="mean of last 100")
+        ax.legend(loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no finished episode", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_path)
+    plt.close(fig)
+    return out_path
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)

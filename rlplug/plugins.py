@@ -1,0 +1,115 @@
+"""Every registry rlplug has, in one place, and how plugins reach Hydra.
+
+Entry-point groups a distribution may declare (in its ``pyproject.toml``):
+
+* ``rlplug.algos``     -> an :class:`rlplug.contracts.Algorithm` subclass
+* ``rlplug.networks``  -> an :class:`rlplug.contracts.Network` subclass
+* ``rlplug.executors`` -> an :class:`rlplug.contracts.Executor` subclass
+* ``rlplug.configs``   -> a function ``register() -> str`` that stores the plugin's config
+  dataclasses in Hydra's ConfigStore and returns its config search path (e.g.
+  ``"pkg://my_plugin.conf"``), which the core adds to Hydra's search path.
+
+Algorithm, network and executor plugins are imported only when selected.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+from collections.abc import Callable
+
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+from rlplug.config import register_core_schemas
+from rlplug.contracts import Algorithm, Executor, Network, check_subclass
+from rlplug.registry import Registry
+
+
+def _check_config_hook(obj: object) -> None:
+    if not callable(obj):
+        raise TypeError(f"{obj!r} is not callable; an rlplug.configs entry point must be a function")
+
+
+ALGOS: Registry[type[Algorithm]] = Registry("algo", "rlplug.algos", check_subclass(Algorithm))
+NETWORKS: Registry[type[Network]] = Registry("network", "rlplug.networks", check_subclass(Network))
+EXECUTORS: Registry[type[Executor]] = Registry("executor", "rlplug.executors", check_subclass(Executor))
+CONFIGS: Registry[Callable[[], str]] = Registry("config plugin", "rlplug.configs", _check_config_hook)
+
+COMPONENTS = {"algo": ALGOS, "network": NETWORKS, "executor": EXECUTORS}
+"""Config group -> registry; a group's ``name`` key selects the registered object."""
+
+CORE_SEARCH_PATH = "pkg://rlplug.conf"
+_search_paths: list[str] = []
+
+
+def load_config_plugins() -> list[str]:
+    """Register all schemas (core and plugins) and return the plugins' config search paths.
+
+    Idempotent. A plugin whose config hook fails is skipped: its error shows in ``--list`` and when
+    one of its options is selected.
+    """
+    register_core_schemas()
+    if not _search_paths:
+        for entry in CONFIGS.entries():
+            entry = CONFIGS.resolve(entry.name)
+            if entry.error is not None:
+                continue
+            path = entry.obj()
+            if path not in _search_paths:
+                _search_paths.append(path)
+    return list(_search_paths)
+
+
+class RlplugSearchPathPlugin(SearchPathPlugin):
+    """Adds every installed plugin's config directory to Hydra's search path."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        for path in load_config_plugins():
+            search_path.append(provider="rlplug-plugin", path=path)
+
+
+def install_search_path() -> None:
+    """Register the search-path plugin with Hydra (explicitly: no ``hydra_plugins`` namespace scan)."""
+    load_config_plugins()
+    Plugins.instance().register(RlplugSearchPathPlugin)
+
+
+def broken_plugins() -> list[str]:
+    """One line per plugin entry point that failed to import (after they were resolved)."""
+    lines = []
+    for registry in (CONFIGS, *COMPONENTS.values()):
+        for entry in registry.entries():
+            if entry.loaded and entry.error is not None:
+                lines.append(f"{registry.kind} '{entry.name}' from {entry.distribution} "
+                             f"{entry.version}: {entry.error}")
+    return lines
+
+
+def plugin_listing() -> str:
+    """Every installed plugin with its distribution and version, importing each to check it."""
+    lines = []
+    for registry in (*COMPONENTS.values(), CONFIGS):
+        lines.append(f"{registry.group}:")
+        entries = registry.entries()
+        if not entries:
+            lines.append("  (none installed)")
+        for entry in entries:
+            entry = registry.resolve(entry.name)
+            status = "ok" if entry.error is None else f"BROKEN: {entry.error}"
+            lines.append(f"  {entry.name:<12} {entry.distribution} {entry.version:<8} "
+                         f"{entry.target}  [{status}]")
+    return "\n".join(lines)
+
+
+def distributions_with_plugins() -> dict[str, str]:
+    """Distribution name -> version, for every distribution that declares an rlplug entry point."""
+    found: dict[str, str] = {}
+    for registry in (*COMPONENTS.values(), CONFIGS):
+        for entry in registry.entries():
+            found[entry.distribution] = entry.version
+    try:
+        found.setdefault("rlplug", metadata.version("rlplug"))
+    except metadata.PackageNotFoundError:
+        pass
+    return found
