@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -26,6 +27,13 @@ class EnvSpec:
 
 
 def _check_id(env_id: str) -> None:
+    if ":" in env_id:  # gymnasium's "module:EnvId": importing the module registers the id
+        module, _, env_id = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UserError(f"cannot import module '{module}' named in env.id ({exc}); put it on "
+                            f"PYTHONPATH or install it") from exc
     if env_id in gym.registry:
         return
     known = sorted(gym.registry)
@@ -99,10 +107,12 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
     """The env named by ``cfg`` with rlplug's wrappers; raises :class:`UserError` on bad input."""
     _check_id(cfg.id)
     kwargs = dict(cfg.kwargs)
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     try:
-        env = gym.make(cfg.id, render_mode=render_mode, **kwargs)
+        env = gym.make(cfg.id, **kwargs)
     except (TypeError, ValueError, gym.error.Error) as exc:
         raise UserError(f"cannot make env {cfg.id} with env.kwargs={kwargs}: "
                         f"{str(exc).splitlines()[0]}; fix env.kwargs") from exc

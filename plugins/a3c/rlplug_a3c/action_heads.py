@@ -47,21 +47,23 @@ class GaussianHead:
     """Box actions: a diagonal Gaussian in [-1, 1]-normalised action units.
 
     The first half of the policy parameters are means, the second half pass through softplus to
-    give standard deviations (as in the paper). Samples are clipped to [-1, 1] and mapped affinely
+    give standard deviations (as in the paper), shifted so that they start at ``init_std``. Samples are clipped to [-1, 1] and mapped affinely
     onto the env's bounds, so any finite bounds are respected; the update uses the unclipped sample.
     """
 
-    def __init__(self, space: gym.spaces.Box, min_std: float):
+    def __init__(self, space: gym.spaces.Box, min_std: float, init_std: float):
         self.low = space.low.astype(np.float32).reshape(-1)
         self.high = space.high.astype(np.float32).reshape(-1)
         self.shape = space.shape
         self.dim = self.low.size
         self.policy_dim = 2 * self.dim
         self.min_std = min_std
+        # raw std parameters start near 0 (small head init), so shift them to give init_std there
+        self.std_shift = math.log(math.expm1(max(init_std - min_std, 1e-6)))
 
     def _mean_std(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, raw_std = params[..., : self.dim], params[..., self.dim:]
-        return mean, F.softplus(raw_std) + self.min_std
+        mean, raw_std = torch.tanh(params[..., : self.dim]), params[..., self.dim:]
+        return mean, F.softplus(raw_std + self.std_shift) + self.min_std
 
     def to_env(self, action: np.ndarray) -> np.ndarray:
         unit = np.clip(action, -1.0, 1.0)
@@ -73,7 +75,7 @@ class GaussianHead:
         return action, self.to_env(action.numpy())
 
     def mode(self, params: torch.Tensor) -> np.ndarray:
-        return self.to_env(params[: self.dim].numpy())
+        return self.to_env(self._mean_std(params)[0].numpy())
 
     def stack(self, actions: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(actions)
@@ -90,9 +92,9 @@ class GaussianHead:
 ActionHead = CategoricalHead | GaussianHead
 
 
-def make_action_head(space: gym.Space, min_std: float) -> ActionHead:
+def make_action_head(space: gym.Space, min_std: float, init_std: float) -> ActionHead:
     if isinstance(space, gym.spaces.Discrete):
         return CategoricalHead(space)
     if isinstance(space, gym.spaces.Box):
-        return GaussianHead(space, min_std)
+        return GaussianHead(space, min_std, init_std)
     raise TypeError(f"A3C supports Discrete and Box actions, not {type(space).__name__}")

@@ -22,24 +22,27 @@ def truncation_bootstrap(reward: float, final_value: float, gamma: float) -> flo
 def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor, bootstrap: torch.Tensor,
                    gamma: float) -> torch.Tensor:
     """R_t = r_t + gamma * R_{t+1}, cut at episode ends, starting from ``bootstrap``."""
-    returns = torch.empty_like(rewards)
-    running = bootstrap
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        running = rewards[t] + gamma * running * (1.0 - dones[t])
-        returns[t] = running
-    return returns
+    # The recursion runs on Python floats: for a segment of a few steps, per-element tensor
+    # indexing would cost more than the whole update's arithmetic.
+    returns = []
+    running = float(bootstrap)
+    for reward, done in zip(reversed(rewards.tolist()), reversed(dones.tolist()), strict=True):
+        running = reward + gamma * running * (1.0 - done)
+        returns.append(running)
+    return torch.tensor(returns[::-1], dtype=rewards.dtype)
 
 
 def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
                    bootstrap: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
     """Generalised advantage estimation (Schulman et al. 2016) over one segment."""
-    advantages = torch.empty_like(rewards)
-    running = torch.zeros_like(bootstrap)
-    next_value = bootstrap
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        not_done = 1.0 - dones[t]
-        delta = rewards[t] + gamma * next_value * not_done - values[t]
+    advantages = []
+    running = 0.0
+    next_value = float(bootstrap)
+    for reward, value, done in zip(reversed(rewards.tolist()), reversed(values.tolist()),
+                                   reversed(dones.tolist()), strict=True):
+        not_done = 1.0 - done
+        delta = reward + gamma * next_value * not_done - value
         running = delta + gamma * lam * not_done * running
-        advantages[t] = running
-        next_value = values[t]
-    return advantages
+        advantages.append(running)
+        next_value = value
+    return torch.tensor(advantages[::-1], dtype=rewards.dtype)

@@ -128,6 +128,8 @@ class A3CWorker:
             advantages = gae_advantages(segment.rewards, step_values.detach(), segment.dones,
                                         bootstrap, cfg.gamma, cfg.gae_lambda)
             returns = advantages + step_values.detach()
+        if cfg.normalize_advantages and T > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         log_probs, entropy = self.head.log_prob_entropy(params, segment.actions)
         policy_loss = -(log_probs * advantages).mean()
         value_loss = 0.5 * (returns - step_values).pow(2).mean()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+import torch.nn.functional as F
 
 from rlplug.contracts import Network, State
 from rlplug_a3c.configs import FeedForwardConfig
-from rlplug_a3c.networks.layers import flat_obs_size, mlp, orthogonal
+from rlplug_a3c.networks.layers import MLP, flat_obs_size, orthogonal
 
 
 class FeedForwardActorCritic(Network):
@@ -16,16 +16,15 @@ class FeedForwardActorCritic(Network):
     def __init__(self, obs_shape: tuple[int, ...], policy_dim: int, cfg: FeedForwardConfig):
         super().__init__()
         in_size = flat_obs_size("ff", obs_shape)
+        hidden = list(cfg.hidden_sizes)
         self.share_body = cfg.share_body
         if cfg.share_body:
-            self.body, out = mlp(in_size, list(cfg.hidden_sizes), cfg.activation)
-            self.policy_head = orthogonal(nn.Linear(out, policy_dim), 0.01)
-            self.value_head = orthogonal(nn.Linear(out, 1), 1.0)
+            self.body = MLP(in_size, hidden, cfg.activation)
+            self.policy_head = orthogonal(torch.nn.Linear(self.body.out_size, policy_dim), 0.01)
+            self.value_head = orthogonal(torch.nn.Linear(self.body.out_size, 1), 1.0)
         else:
-            actor, out = mlp(in_size, list(cfg.hidden_sizes), cfg.activation)
-            critic, _ = mlp(in_size, list(cfg.hidden_sizes), cfg.activation)
-            self.actor = nn.Sequential(actor, orthogonal(nn.Linear(out, policy_dim), 0.01))
-            self.critic = nn.Sequential(critic, orthogonal(nn.Linear(out, 1), 1.0))
+            self.actor = MLP(in_size, hidden, cfg.activation, out_size=policy_dim, out_gain=0.01)
+            self.critic = MLP(in_size, hidden, cfg.activation, out_size=1, out_gain=1.0)
 
     def initial_state(self, batch_size: int) -> State:
         return ()
@@ -34,5 +33,7 @@ class FeedForwardActorCritic(Network):
                 ) -> tuple[torch.Tensor, torch.Tensor, State]:
         if self.share_body:
             hidden = self.body(obs)
-            return self.policy_head(hidden), self.value_head(hidden).squeeze(-1), ()
+            policy = F.linear(hidden, self.policy_head.weight, self.policy_head.bias)
+            value = F.linear(hidden, self.value_head.weight, self.value_head.bias)
+            return policy, value.squeeze(-1), ()
         return self.actor(obs), self.critic(obs).squeeze(-1), ()

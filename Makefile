@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    - create .venv, install rlplug + the A3C plugin, train A3C on Pendulum-v1
+#   make test   - the same install, then the whole test suite (what CI runs: .ci/run)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# A CPU build of torch first: a bare `pip install torch` would pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: install run test bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml plugins/a3c/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[wandb,video,sweep,test]" -e plugins/a3c
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m rlplug algo=a3c env=pendulum executor=process experiment=pendulum $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check rlplug plugins tests benchmarks
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache
