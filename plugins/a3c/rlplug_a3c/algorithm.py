@@ -35,10 +35,15 @@ class A3C(Algorithm):
         self.optimizer = self._make_optimizer()
 
     def _make_optimizer(self) -> SharedOptimizer:
+        lr_scale = None
+        if self.cfg.critic_lr_scale != 1.0:
+            critic = critic_only_mask(self.global_net, self.spec.obs_shape)
+            lr_scale = (1.0 + (self.cfg.critic_lr_scale - 1.0) * critic).share_memory_()
         if self.cfg.optimizer == "rmsprop":
-            return SharedRMSprop(self.params, self.cfg.rmsprop_alpha, self.cfg.optimizer_eps)
+            return SharedRMSprop(self.params, self.cfg.rmsprop_alpha, self.cfg.optimizer_eps,
+                                 lr_scale)
         betas = (float(self.cfg.adam_betas[0]), float(self.cfg.adam_betas[1]))
-        return SharedAdam(self.params, betas, self.cfg.optimizer_eps)
+        return SharedAdam(self.params, betas, self.cfg.optimizer_eps, lr_scale)
 
     def run_worker(self, ctx: WorkerContext) -> None:
         A3CWorker(self, ctx).run()
@@ -55,6 +60,16 @@ class A3C(Algorithm):
 
     def actor(self, deterministic: bool = True) -> Actor:
         return A3CActor(self, deterministic)
+
+
+def critic_only_mask(net: Network, obs_shape: tuple[int, ...]) -> torch.Tensor:
+    """A flat 0/1 vector over the network's parameters: 1 where the policy output does not depend
+    on the parameter at all (the critic's own layers), found from the autograd graph, so it works
+    for any network without naming conventions."""
+    params = list(net.parameters())
+    policy, _, _ = net(torch.zeros(1, 1, *obs_shape), net.initial_state(1), torch.ones(1, 1))
+    grads = torch.autograd.grad(policy.sum(), params, allow_unused=True)
+    return torch.cat([torch.full((p.numel(),), float(g is None)) for p, g in zip(params, grads, strict=True)])
 
 
 class A3CActor(Actor):

@@ -19,6 +19,7 @@ ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 class A3CConfig:
     name: str = "a3c"
     lr: float = 7e-4
+    critic_lr_scale: float = 1.0  # lr factor for parameters only the value depends on
     lr_schedule: str = "constant"  # constant | linear (decays to 0 at total_steps, as in the paper)
     gamma: float = 0.99
     n_steps: int = 5  # t_max: env steps per worker update
@@ -38,6 +39,8 @@ class A3CConfig:
 
     def __post_init__(self) -> None:
         require(self.lr > 0, "algo.lr", "must be > 0", self.lr, "algo.lr=3e-4")
+        require(self.critic_lr_scale > 0, "algo.critic_lr_scale", "must be > 0",
+                self.critic_lr_scale, "algo.critic_lr_scale=1.0")
         require(self.lr_schedule in ("constant", "linear"), "algo.lr_schedule",
                 "must be constant or linear", self.lr_schedule, "algo.lr_schedule=constant")
         require(0 < self.gamma <= 1, "algo.gamma", "must be in (0, 1]", self.gamma, "algo.gamma=0.99")

@@ -16,9 +16,11 @@ class SharedOptimizer:
 
     kind = ""
 
-    def __init__(self, params: torch.Tensor, eps: float, state_names: tuple[str, ...]):
+    def __init__(self, params: torch.Tensor, eps: float, state_names: tuple[str, ...],
+                 lr_scale: torch.Tensor | None):
         self.params = params
         self.eps = eps
+        self.lr_scale = lr_scale  # optional per-parameter learning-rate factors (flat)
         self.state = {"step": torch.zeros((), dtype=torch.float64).share_memory_()}
         for name in state_names:
             self.state[name] = torch.zeros_like(params).share_memory_()
@@ -29,6 +31,9 @@ class SharedOptimizer:
 
     def step(self, grad: torch.Tensor, lr: float) -> None:
         raise NotImplementedError
+
+    def _scaled(self, update: torch.Tensor) -> torch.Tensor:
+        return update if self.lr_scale is None else update * self.lr_scale
 
     def state_dict(self) -> dict[str, object]:
         return {"kind": self.kind, **{k: v.clone() for k, v in self.state.items()}}
@@ -43,8 +48,9 @@ class SharedOptimizer:
 class SharedAdam(SharedOptimizer):
     kind = "adam"
 
-    def __init__(self, params: torch.Tensor, betas: tuple[float, float], eps: float):
-        super().__init__(params, eps, ("exp_avg", "exp_avg_sq"))
+    def __init__(self, params: torch.Tensor, betas: tuple[float, float], eps: float,
+                 lr_scale: torch.Tensor | None = None):
+        super().__init__(params, eps, ("exp_avg", "exp_avg_sq"), lr_scale)
         self.beta1, self.beta2 = betas
 
     def step(self, grad: torch.Tensor, lr: float) -> None:
@@ -56,19 +62,20 @@ class SharedAdam(SharedOptimizer):
         bias1 = 1 - self.beta1 ** t
         bias2 = 1 - self.beta2 ** t
         denom = (exp_avg_sq / bias2).sqrt_().add_(self.eps)
-        self.params.addcdiv_(exp_avg, denom, value=-lr / bias1)
+        self.params.addcdiv_(self._scaled(exp_avg), denom, value=-lr / bias1)
 
 
 class SharedRMSprop(SharedOptimizer):
     kind = "rmsprop"
 
-    def __init__(self, params: torch.Tensor, alpha: float, eps: float):
-        super().__init__(params, eps, ("square_avg",))
+    def __init__(self, params: torch.Tensor, alpha: float, eps: float,
+                 lr_scale: torch.Tensor | None = None):
+        super().__init__(params, eps, ("square_avg",), lr_scale)
         self.alpha = alpha
 
     def step(self, grad: torch.Tensor, lr: float) -> None:
         self.state["step"] += 1
         square_avg = self.state["square_avg"]
         square_avg.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
-        self.params.addcdiv_(grad, square_avg.sqrt().add_(self.eps), value=-lr)
+        self.params.addcdiv_(self._scaled(grad), square_avg.sqrt().add_(self.eps), value=-lr)
 

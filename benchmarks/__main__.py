@@ -1,0 +1,35 @@
+"""The benchmark suite: ``python -m benchmarks [throughput] [learning]`` (default: both).
+
+Writes benchmarks/results/{throughput,learning}.{md,json} and learning_curves.png; the README's
+"Results" section quotes them. Run on an otherwise idle machine: throughput is wall-clock.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+
+import torch
+
+from benchmarks import learning, throughput
+from benchmarks.common import write_results
+
+
+def main(argv: list[str]) -> None:
+    parts = argv or ["throughput", "learning"]
+    header = (f"_Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
+              f"{torch.get_num_threads()} cores, torch {torch.__version__}._\n\n")
+    if "throughput" in parts:
+        random_sps = throughput.random_env_steps_per_s()
+        rows = throughput.measure()
+        write_results("throughput", header + throughput.markdown(rows, random_sps),
+                      {"random_env_steps_per_s": random_sps, "rows": rows})
+    if "learning" in parts:
+        rows = learning.measure()
+        learning.plot(rows)
+        write_results("learning", header + learning.markdown(rows), rows)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
