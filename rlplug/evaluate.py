@@ -1,13 +1,19 @@
 """Evaluate a saved policy: ``python -m rlplug.evaluate <run dir or checkpoint> [key=value ...]``.
 
-Keys: ``episodes`` (10), ``video`` (false; writes an mp4 with gymnasium's rgb_array rendering),
-``deterministic`` (true: the policy's mode), ``seed`` (0), ``out`` (video path; default
-``<run dir>/eval.mp4``). Prints the mean +/- std return and writes ``eval.json`` beside the video.
+Loads the checkpoint (any registered network, feed-forward or recurrent) with the config saved in
+it, runs whole episodes, prints the mean +/- std return and writes ``eval.json`` (returns, lengths,
+video path) next to the checkpoint.
+
+Keys: ``episodes`` (10), ``video`` (false; writes an mp4 of every episode with gymnasium's
+rgb_array rendering), ``deterministic`` (true: the policy's mode; false: sample actions), ``seed``
+(0: episode ``i`` resets the env with seed ``seed + i``), ``out`` (the video's path; default
+``<run dir>/eval.mp4``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,19 +43,38 @@ class EvalResult:
         return float(np.std(self.returns))
 
 
-def _write_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
-    try:
-        import imageio.v2 as imageio
-    except ImportError as exc:
-        raise UserError("writing a video needs imageio and imageio-ffmpeg: "
-                        "pip install 'rlplug[video]'") from exc
-    imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
-    return path
+class _VideoWriter:
+    """Streams rgb frames into an mp4 (frames are not kept in memory: a long evaluation of a
+    large frame would not fit)."""
+
+    def __init__(self, path: Path, fps: int):
+        try:
+            import imageio.v2 as imageio
+        except ImportError as exc:
+            raise UserError("writing a video needs imageio and imageio-ffmpeg: "
+                            "pip install 'rlplug[video]'") from exc
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # macro_block_size=1: keep the env's frame size instead of rescaling to multiples of 16.
+        self._writer = imageio.get_writer(path, fps=fps, macro_block_size=1)
+        self.frames = 0
+
+    def add(self, frame: np.ndarray) -> None:
+        self._writer.append_data(np.asarray(frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 def evaluate_policy(algo: Algorithm, env_cfg: EnvConfig, episodes: int, *, seed: int = 0,
                     deterministic: bool = True, video_path: Path | None = None) -> EvalResult:
-    """Run ``episodes`` episodes with the algorithm's actor; optionally record an mp4."""
+    """Run ``episodes`` episodes (env seeds ``seed``, ``seed + 1``, ...) with the algorithm's
+    actor: its deterministic action (the policy's mode) unless ``deterministic`` is False.
+    With ``video_path``, every frame is rendered (gymnasium's ``rgb_array``) into that mp4."""
+    if video_path is not None:
+        # rgb_array rendering draws off-screen: no window, so no display is needed (headless runs).
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
         env = make_env(env_cfg, render_mode="rgb_array" if video_path else None)
     except Exception as exc:
@@ -57,29 +82,31 @@ def evaluate_policy(algo: Algorithm, env_cfg: EnvConfig, episodes: int, *, seed:
             raise UserError("rendering this env needs pygame: pip install 'rlplug[video]'") from exc
         raise
     actor = algo.actor(deterministic)
-    frames: list[np.ndarray] = []
     returns, lengths = [], []
+    writer = None
     try:
+        if video_path is not None:
+            writer = _VideoWriter(Path(video_path), int(env.metadata.get("render_fps") or 30))
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
-            actor.reset()
+            actor.reset()  # a recurrent policy starts every episode from its initial state
             total, length, done = 0.0, 0, False
             while not done:
-                if video_path is not None:
-                    frames.append(_render(env))
+                if writer is not None:
+                    writer.add(_render(env))
                 obs, reward, terminated, truncated, _ = env.step(actor.act(obs))
                 total += float(reward)
                 length += 1
                 done = terminated or truncated
+            if writer is not None:
+                writer.add(_render(env))  # the final state, so the video shows how it ended
             returns.append(total)
             lengths.append(length)
     finally:
         env.close()
-    video = None
-    if video_path is not None:
-        fps = int(env.metadata.get("render_fps", 30))
-        video = _write_video(Path(video_path), frames, fps)
-    return EvalResult(returns, lengths, video)
+        if writer is not None:
+            writer.close()
+    return EvalResult(returns, lengths, writer.path if writer is not None else None)
 
 
 def _render(env: Any) -> np.ndarray:
@@ -109,11 +136,23 @@ def load_run(path: str | Path) -> tuple[RunConfig, Algorithm, dict[str, Any]]:
     return run, algo, payload
 
 
-_OPTIONS = {"episodes": int, "video": lambda v: v.lower() in ("1", "true", "yes"),
-            "deterministic": lambda v: v.lower() in ("1", "true", "yes"), "seed": int, "out": str}
+def _bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+_OPTIONS: dict[str, tuple[Any, str]] = {  # key: (parser, example)
+    "episodes": (int, "episodes=10"), "video": (_bool, "video=true"),
+    "deterministic": (_bool, "deterministic=true"), "seed": (int, "seed=0"),
+    "out": (str, "out=eval.mp4"),
+}
 
 
 def parse_options(args: list[str]) -> dict[str, Any]:
+    """``key=value`` arguments into options (defaults for the rest); one-line errors."""
     options: dict[str, Any] = {"episodes": 10, "video": False, "deterministic": True, "seed": 0,
                                "out": None}
     for arg in args:
@@ -121,12 +160,15 @@ def parse_options(args: list[str]) -> dict[str, Any]:
         if not sep or key not in _OPTIONS:
             raise UserError(f"unknown option '{arg}'; use key=value with key one of "
                             f"{', '.join(sorted(_OPTIONS))}")
+        parse, example = _OPTIONS[key]
         try:
-            options[key] = _OPTIONS[key](value)
-        except ValueError as exc:
-            raise UserError(f"{key}={value} is not valid: {exc}") from exc
+            options[key] = parse(value)
+        except ValueError:
+            raise UserError(f"{key}={value} is not valid; set e.g. {example}") from None
     if options["episodes"] < 1:
         raise UserError(f"episodes must be >= 1, got {options['episodes']}; set e.g. episodes=10")
+    if options["seed"] < 0:
+        raise UserError(f"seed must be >= 0, got {options['seed']}; set e.g. seed=0")
     return options
 
 

@@ -1,104 +1,225 @@
 """Weights & Biases logging from the main process (workers never talk to W&B).
 
-``import wandb`` happens only when a run uses W&B. Offline mode needs no account and no network;
-if online initialisation fails, the run warns once and continues offline.
+``import wandb`` happens only when a run uses W&B (``logger.mode`` offline or online), so importing
+rlplug, or a run with ``logger.mode=disabled``, never loads it. Offline mode needs no account and no
+network: the run is written to ``<run dir>/wandb/`` and can be uploaded later with ``wandb sync``.
+If online initialisation fails (no API key, no network, server down), the run warns once and
+continues offline; rlplug's own files (metrics.jsonl, summary.json, ...) are written either way.
+
+Every W&B chart uses ``env_step`` (env steps summed over all workers) as its x-axis.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from rlplug import messages
 from rlplug.config import LoggerConfig
+from rlplug.errors import UserError
 
 log = logging.getLogger(__name__)
 
 _TRAIN_KEYS = ("policy_loss", "value_loss", "entropy", "grad_norm", "lr")
+SUMMARY_KEYS = ("return_mean100_final", "return_mean100_best", "env_steps", "episodes", "wall_s",
+                "steps_per_s", "status")
+STEP_METRIC = "env_step"
+# Key prefixes plotted against env_step; "learning_curve" is the final plot as an image.
+_PREFIXES = ("episode/*", "train/*", "perf/*", "events/*", "eval/*", "learning_curve")
+
+# Set once online initialisation failed in this process: later runs of a sequential sweep go
+# straight to offline instead of waiting for the same timeout again.
+_online_failed: str | None = None
 
 
-def _row_to_wandb(row: dict[str, Any]) -> dict[str, Any] | None:
+def init_timeout_s() -> float:
+    """Seconds wandb.init may take online (env ``RLPLUG_WANDB_INIT_TIMEOUT``, default 30)."""
+    value = os.environ.get("RLPLUG_WANDB_INIT_TIMEOUT", "30")
+    try:
+        return float(value)
+    except ValueError:
+        raise UserError(f"RLPLUG_WANDB_INIT_TIMEOUT must be a number of seconds, got {value!r}; "
+                        f"set e.g. RLPLUG_WANDB_INIT_TIMEOUT=30") from None
+
+
+class _Throughput:
+    """Env steps per second of the whole run (all workers) over windows of ``every_s`` seconds,
+    measured in the main process from the shared step counter."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self.last: tuple[float, int] | None = None
+        self.samples = 0
+
+    def sample(self, env_step: int) -> float | None:
+        """The rate since the previous sample, once at least ``every_s`` seconds have passed."""
+        now = time.monotonic()
+        if self.last is None:
+            self.last = (now, env_step)
+            return None
+        start, start_steps = self.last
+        if now - start < self.every_s:
+            return None
+        self.last = (now, env_step)
+        self.samples += 1
+        return (env_step - start_steps) / (now - start)
+
+
+def row_to_wandb(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The W&B history entry for one metrics.jsonl row (None for rows W&B does not chart)."""
     kind = row.get("kind")
     if kind == messages.EPISODE:
-        return {"env_step": row["env_step"], "episode/return": row["return"],
+        return {STEP_METRIC: row["env_step"], "episode/return": row["return"],
                 "episode/length": row["length"], "episode/index": row.get("episode")}
     if kind == messages.TRAIN:
-        data = {f"train/{k}": row[k] for k in _TRAIN_KEYS if k in row}
-        data["env_step"] = row["env_step"]
-        data[f"perf/steps_per_s_worker{row['worker']}"] = row.get("steps_per_s")
+        data: dict[str, Any] = {f"train/{k}": row[k] for k in _TRAIN_KEYS if k in row}
+        data[STEP_METRIC] = row["env_step"]
+        if "steps_per_s" in row:  # one worker's own rate; perf/steps_per_s is the whole run's
+            data[f"perf/worker{row['worker']}_steps_per_s"] = row["steps_per_s"]
         return data
     if kind == "worker_restart":
-        return {"env_step": row["env_step"], "events/worker_restarts": row["restart"]}
+        return {STEP_METRIC: row["env_step"], "events/worker_restarts": row["restart"]}
     return None
 
 
 class WandbLogger:
-    """One W&B run per rlplug run. ``run`` is None when W&B is disabled."""
+    """One W&B run per rlplug run. ``run`` is None when W&B is disabled (or broke mid-run).
+
+    In a multirun, ``group`` (the sweep's name) and ``name`` (the job's overrides) are the defaults
+    for ``logger.group`` and ``logger.name``.
+    """
 
     def __init__(self, cfg: LoggerConfig, config: dict[str, Any], run_dir: Path,
                  group: str | None, name: str | None, resume_id: str | None = None):
         self.run: Any = None
         self.mode = cfg.mode
+        self.run_dir = Path(run_dir)
+        self.sync_dir: Path | None = None
+        self._throughput = _Throughput(cfg.train_log_every_s)
         if cfg.mode == "disabled":
             return
-        import wandb
+        try:
+            import wandb
+        except ImportError as exc:
+            raise UserError(f"logger.mode={cfg.mode} needs wandb: pip install 'rlplug[wandb]', "
+                            f"or run without W&B: logger=none") from exc
 
         self._wandb = wandb
-        kwargs = dict(project=cfg.project, entity=cfg.entity, group=cfg.group or group,
-                      job_type=cfg.job_type, name=cfg.name or name, tags=list(cfg.tags),
-                      config=config, dir=str(run_dir), id=resume_id,
-                      resume="allow" if resume_id else None)
-        settings = wandb.Settings(console="off", silent=True, init_timeout=float(
-            os.environ.get("RLPLUG_WANDB_INIT_TIMEOUT", "30")))
-        try:
-            self.run = wandb.init(mode=cfg.mode, settings=settings, **kwargs)
-        except Exception as exc:  # no network, no API key, server down...
-            if cfg.mode != "online":
-                raise
-            log.warning("W&B online init failed (%s); logging offline instead: sync later with "
-                        "`wandb sync %s/wandb`", str(exc).splitlines()[0] if str(exc) else
-                        type(exc).__name__, run_dir)
+        kwargs: dict[str, Any] = dict(
+            project=cfg.project, entity=cfg.entity, group=cfg.group or group,
+            job_type=cfg.job_type, name=cfg.name or name, tags=list(cfg.tags), config=config,
+            dir=str(self.run_dir), id=resume_id, resume="allow" if resume_id else None)
+        # console="off": the run's stdout is Hydra's business; silent: no banner per run.
+        settings = wandb.Settings(console="off", silent=True, init_timeout=init_timeout_s())
+        if cfg.mode == "online":
+            self.run = self._init_online(kwargs, settings)
+        if self.run is None:
             self.mode = "offline"
             self.run = wandb.init(mode="offline", settings=settings, **kwargs)
-        self.run.define_metric("env_step")
-        for prefix in ("episode/*", "train/*", "perf/*", "events/*", "eval/*"):
-            self.run.define_metric(prefix, step_metric="env_step")
+        self.sync_dir = Path(self.run.settings.sync_dir)  # what `wandb sync` uploads
+        self.run.define_metric(STEP_METRIC)
+        for prefix in _PREFIXES:
+            self.run.define_metric(prefix, step_metric=STEP_METRIC)
+
+    def _init_online(self, kwargs: dict[str, Any], settings: Any) -> Any:
+        """An online run, or None (after one warning) if W&B cannot be reached or has no key."""
+        global _online_failed
+        if _online_failed is not None:
+            log.info("W&B online init failed earlier in this process (%s); logging offline",
+                     _online_failed)
+            return None
+        wandb = self._wandb
+        try:
+            # prompt=False: never block a training job on an interactive login prompt (older
+            # wandb versions have no such option and prompt only on a terminal).
+            has_prompt_option = "prompt" in inspect.signature(wandb.login).parameters
+            if not has_prompt_option or wandb.login(prompt=False):
+                return wandb.init(mode="online", settings=settings, **kwargs)
+            reason = "no W&B API key; run `wandb login` or set WANDB_API_KEY"
+        except Exception as exc:  # no network, server down, bad key...
+            message = str(exc).strip().splitlines()
+            reason = message[0] if message else type(exc).__name__
+        _online_failed = reason
+        log.warning("W&B online init failed (%s); logging offline instead (upload later with "
+                    "`wandb sync`, see the end of the run)", reason)
+        return None
 
     @property
     def run_id(self) -> str | None:
         return None if self.run is None else self.run.id
 
+    def _log(self, data: dict[str, Any]) -> None:
+        """Log one history row; if W&B itself breaks, warn once and stop using it (the run and
+        its local files go on)."""
+        try:
+            self.run.log(data)
+        except Exception as exc:
+            log.warning("W&B logging failed (%s); continuing without W&B", exc)
+            self._abandon()
+
+    def _abandon(self) -> None:
+        run, self.run = self.run, None
+        try:
+            run.finish(exit_code=1)
+        except Exception:  # noqa: BLE001 - it is already broken; the local files are what count
+            pass
+
     def log_row(self, row: dict[str, Any]) -> None:
+        """Log one metrics row; train rows also carry the run's throughput ``perf/steps_per_s``
+        (at most once per ``logger.train_log_every_s``)."""
         if self.run is None:
             return
-        data = _row_to_wandb(row)
-        if data is not None:
-            self.run.log(data)
+        data = row_to_wandb(row)
+        if data is None:
+            return
+        if row.get("kind") == messages.TRAIN:
+            rate = self._throughput.sample(row["env_step"])
+            if rate is not None:
+                data["perf/steps_per_s"] = rate
+        self._log(data)
 
-    def log_progress(self, env_step: int, steps_per_s: float) -> None:
-        if self.run is not None:
-            self.run.log({"env_step": env_step, "perf/steps_per_s": steps_per_s})
+    def log_progress(self, env_step: int) -> None:
+        """Called on every monitor tick: logs ``perf/steps_per_s`` when a window has passed, so the
+        chart exists even while no train rows arrive."""
+        if self.run is None:
+            return
+        rate = self._throughput.sample(env_step)
+        if rate is not None:
+            self._log({STEP_METRIC: env_step, "perf/steps_per_s": rate})
 
     def finish(self, summary: dict[str, Any], checkpoint: Path | None, curve: Path | None,
                video: Path | None, exit_code: int) -> None:
+        """Summary, learning-curve image, evaluation video and the checkpoint as a model artifact;
+        then close the run."""
         if self.run is None:
             return
         wandb = self._wandb
-        for key in ("return_mean100_final", "return_mean100_best", "env_steps", "episodes",
-                    "wall_s", "steps_per_s", "status"):
-            self.run.summary[key] = summary.get(key)
-        if curve is not None and curve.exists():
-            self.run.log({"learning_curve": wandb.Image(str(curve)), "env_step": summary["env_steps"]})
-        if video is not None and video.exists():
-            self.run.log({"eval/video": wandb.Video(str(video), format="mp4"),
-                          "env_step": summary["env_steps"]})
-        if checkpoint is not None and checkpoint.exists():
-            artifact = wandb.Artifact(f"model-{self.run.id}", type="model",
-                                      metadata={"env_steps": summary["env_steps"],
-                                                "status": summary["status"]})
-            artifact.add_file(str(checkpoint))
-            self.run.log_artifact(artifact)
-        self.run.finish(exit_code=exit_code)
+        try:
+            final = {STEP_METRIC: summary["env_steps"]}
+            if self._throughput.samples == 0 and summary.get("steps_per_s") is not None:
+                final["perf/steps_per_s"] = summary["steps_per_s"]  # a run shorter than a window
+            if curve is not None and curve.exists():
+                final["learning_curve"] = wandb.Image(str(curve))
+            if video is not None and video.exists():
+                final["eval/video"] = wandb.Video(str(video), format="mp4")
+            self.run.log(final)
+            for key in SUMMARY_KEYS:
+                self.run.summary[key] = summary.get(key)
+            if checkpoint is not None and checkpoint.exists():
+                artifact = wandb.Artifact(f"model-{self.run.id}", type="model", metadata={
+                    "env_steps": summary["env_steps"], "status": summary["status"],
+                    "return_mean100_final": summary.get("return_mean100_final")})
+                artifact.add_file(str(checkpoint))
+                self.run.log_artifact(artifact)
+            self.run.finish(exit_code=exit_code)
+        except Exception as exc:
+            log.warning("W&B could not finish the run (%s); the local files are complete", exc)
+            self._abandon()
+            return
         self.run = None
+        if self.mode == "offline":
+            log.info("W&B offline run saved; upload it with `wandb sync %s`", self.sync_dir)

@@ -1,0 +1,167 @@
+"""W&B logging, checked by reading the offline run's own transaction log back (no mocks).
+
+Every run here is real: real envs, real workers, real ``wandb`` in offline mode (the root
+conftest points its directories at a temporary folder). The online test makes initialisation
+fail without any network: no API key and a loopback address nobody listens on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from rlplug.config import RunConfig, to_run_config
+from rlplug.outputs import read_metrics
+from rlplug.plugins import install_search_path
+from rlplug.run import train
+
+TESTS_DIR = Path(__file__).resolve().parent
+HISTORY_KEYS = ("episode/return", "episode/length", "train/policy_loss", "train/value_loss",
+                "train/entropy", "train/grad_norm", "train/lr", "perf/steps_per_s")
+TINY = ["env=cartpole", "executor=thread", "executor.workers=2", "progress=false",
+        "checkpoint.every_steps=0"]
+
+
+@pytest.fixture
+def wandb_records(monkeypatch: pytest.MonkeyPatch):
+    """The test helper module that reads .wandb files (tests/wandb_records.py)."""
+    monkeypatch.syspath_prepend(str(TESTS_DIR))
+    import wandb_records
+
+    return wandb_records
+
+
+def compose_run(*overrides: str) -> RunConfig:
+    install_search_path()
+    with initialize_config_module(config_module="rlplug.conf", version_base="1.3"):
+        return to_run_config(compose("config", overrides=[*TINY, *overrides]))
+
+
+def step_metric_of(key: str, step_metrics: dict[str, str]) -> str | None:
+    """The x-axis W&B uses for ``key``: its own define_metric, or the first matching glob."""
+    if key in step_metrics:
+        return step_metrics[key]
+    return next((axis for pattern, axis in step_metrics.items() if fnmatch.fnmatch(key, pattern)),
+                None)
+
+
+def python(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+           timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=timeout)
+
+
+def test_importing_rlplug_does_not_import_wandb() -> None:
+    code = ("import sys, rlplug.run, rlplug.app, rlplug.evaluate, rlplug.report, "
+            "rlplug.loggers.wandb_logger; print(sorted(m for m in sys.modules if m == 'wandb' "
+            "or m.startswith('wandb.')))")
+    result = python("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_disabled_run_never_imports_wandb_and_writes_no_wandb_dir(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    code = ("import sys\n"
+            "from rlplug.__main__ import main\n"
+            f"sys.argv = ['rlplug', *{[*TINY, 'total_steps=500', 'logger.mode=disabled']!r}, "
+            f"'hydra.run.dir={run_dir}']\n"
+            "main()\n"
+            "print('wandb imported:', 'wandb' in sys.modules)\n")
+    result = python("-c", code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wandb imported: False" in result.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert not (run_dir / "wandb").exists()
+
+
+def test_wandb_mode_without_wandb_installed_is_a_one_line_error(tmp_path: Path) -> None:
+    code = ("import sys\n"
+            "sys.modules['wandb'] = None  # what Python does for a package that is not installed\n"
+            "from rlplug.__main__ import main\n"
+            f"sys.argv = ['rlplug', *{[*TINY, 'total_steps=500']!r}, 'hydra.run.dir=run']\n"
+            "main()\n")
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    result = python("-c", code, cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        "rlplug: error: logger.mode=offline needs wandb: pip install 'rlplug[wandb]', or run "
+        "without W&B: logger=none"], result.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no worker started
+
+
+def test_offline_run_logs_history_config_summary_and_model(tmp_path: Path,
+                                                           wandb_records) -> None:
+    run = compose_run("total_steps=3000", "seed=3", "logger.mode=offline", "logger.project=proj",
+                      "logger.group=grp", "logger.name=tiny", "logger.tags=[a,b]")
+    result = train(run, tmp_path)
+    assert result.status == "completed"
+
+    files = wandb_records.run_files(tmp_path)
+    assert len(files) == 1, files
+    wb = wandb_records.read_run(files[0])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+
+    # who the run is
+    assert (wb.project, wb.group, wb.job_type, wb.name, wb.tags) == (
+        "proj", "grp", "train", "tiny", ["a", "b"])
+    assert wb.exit_code == 0
+    # the resolved config, exactly as the run saved it
+    config = {k: v for k, v in wb.config.items() if k != "_wandb"}
+    assert config == summary["config"]
+    assert config["seed"] == 3 and config["env"]["id"] == "CartPole-v1"
+
+    # every key is charted against env_step
+    missing = [k for k in HISTORY_KEYS if k not in wb.keys()]
+    assert not missing, f"history lacks {missing}; it has {sorted(wb.keys())}"
+    for key in HISTORY_KEYS:
+        assert step_metric_of(key, wb.step_metrics) == "env_step", key
+
+    # the episode rows are exactly the run's episodes, in order
+    episodes = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "episode"]
+    logged = [row for row in wb.history if "episode/return" in row]
+    assert [r["episode/return"] for r in logged] == [e["return"] for e in episodes]
+    assert [r["env_step"] for r in logged] == [e["env_step"] for e in episodes]
+    assert max(wb.column("env_step")) == 3000
+    assert all(rate > 0 for rate in wb.column("perf/steps_per_s"))
+    assert all(lr == pytest.approx(run.algo.lr) for lr in wb.column("train/lr"))
+
+    # summary, learning-curve image and the final checkpoint as a model artifact
+    for key in ("return_mean100_final", "return_mean100_best", "env_steps", "status"):
+        assert wb.summary[key] == summary[key], key
+    assert wb.summary["return_mean100_final"] is not None
+    assert wb.column("learning_curve/_type") == ["image-file"]
+    assert wb.artifacts == [("model", f"model-{wb.run_id}")]
+
+
+def test_online_init_failure_falls_back_to_offline_and_keeps_local_files(tmp_path: Path,
+                                                                         wandb_records) -> None:
+    env = dict(os.environ)
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE"):
+        env.pop(name, None)
+    # Nothing to authenticate with, and only a loopback port nobody listens on to talk to.
+    env.update(WANDB_BASE_URL="http://127.0.0.1:9", NETRC=str(tmp_path / "no-netrc"),
+               RLPLUG_WANDB_INIT_TIMEOUT="5")
+    run_dir = tmp_path / "run"
+    result = python("-m", "rlplug", *TINY, "total_steps=2000", "logger.mode=online",
+                    f"hydra.run.dir={run_dir}", env=env, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert output.count("W&B online init failed") == 1, output[-3000:]
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["env_steps"] == 2000
+    for name in ("checkpoint.pt", "metrics.jsonl", "learning_curve.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    files = wandb_records.run_files(run_dir)
+    assert len(files) == 1 and files[0].parent.name.startswith("offline-run-")
+    wb = wandb_records.read_run(files[0])
+    assert wb.summary["return_mean100_final"] == summary["return_mean100_final"]
+    assert "episode/return" in wb.keys() and wb.exit_code == 0
