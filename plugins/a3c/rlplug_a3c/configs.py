@@ -100,7 +100,7 @@ class LSTMConfig:
     pre_sizes: list[int] = field(default_factory=lambda: [64])  # MLP layers before the LSTM
     post_sizes: list[int] = field(default_factory=list)  # MLP layers after it, per head
     activation: str = "tanh"
-    share_core: bool = True  # actor and critic share the recurrent core; false: one core each
+    share_core: bool = False  # actor and critic share pre layers + core; false: a tower each
 
     def __post_init__(self) -> None:
         require(self.lstm_size >= 1, "network.lstm_size", "must be >= 1", self.lstm_size,
