@@ -22,6 +22,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        _chmod_like_new_file(fd)
         with os.fdopen(fd, "wb") as f:
             torch.save({"format_version": FORMAT_VERSION, **payload}, f)
             f.flush()
@@ -30,6 +31,43 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
+
+
+def _chmod_like_new_file(fd: int) -> None:
+    """mkstemp makes the file private (0600); give it the permissions open() would."""
+    if not hasattr(os, "fchmod"):
+        return
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (a power cut right after it keeps the new file)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def all_finite(state: Any) -> bool:
+    """True if every floating-point tensor in a (nested) state dict is free of NaN and inf."""
+    if isinstance(state, torch.Tensor):
+        return not state.is_floating_point() or bool(torch.isfinite(state).all())
+    if isinstance(state, dict):
+        return all(all_finite(v) for v in state.values())
+    if isinstance(state, list | tuple):
+        return all(all_finite(v) for v in state)
+    return True
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -44,7 +82,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint (file or run directory); raises :class:`UserError` if missing or corrupt."""
+    """Read a checkpoint (file or run directory); :class:`UserError` if missing or corrupt."""
     path = resolve_checkpoint(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
@@ -62,8 +100,10 @@ def check_compatible(saved_cfg: dict[str, Any], cfg: dict[str, Any], path: str |
     """The saved run and the new config must agree on what shapes the model: env and network."""
     for section, keys in (("env", ("id", "obs_indices")), ("network", None), ("algo", ("name",))):
         saved, new = saved_cfg.get(section, {}), cfg.get(section, {})
-        for key in keys or sorted(set(saved) | set(new)):
+        # "name" first: another network type differs in every key, and its name says it best
+        for key in keys or sorted(set(saved) | set(new), key=lambda k: (k != "name", k)):
             if saved.get(key) != new.get(key):
                 raise UserError(
-                    f"checkpoint {path} was trained with {section}.{key}={saved.get(key)!r} but this "
-                    f"run has {section}.{key}={new.get(key)!r}; use the same {section} settings")
+                    f"checkpoint {path} was trained with {section}.{key}={saved.get(key)!r} but "
+                    f"this run has {section}.{key}={new.get(key)!r}; use the same {section} "
+                    f"settings")

@@ -19,7 +19,12 @@ from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+)
 
 from rlplug.errors import UserError
 from rlplug.plugins import COMPONENTS, broken_plugins, load_config_plugins
@@ -83,7 +88,8 @@ def explain(exc: BaseException) -> str:
         cause = cause.__cause__
     if isinstance(cause, MissingMandatoryValue):
         return f"{cause.full_key} is missing; set it on the command line, e.g. {cause.full_key}=..."
-    if isinstance(cause, ConfigKeyError) and cause.full_key:
+    # a key missing from a structured config (a typo) raises ConfigAttributeError, not KeyError
+    if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:
         key = cause.full_key
         parent, _, leaf = key.rpartition(".")
         hint = ""
@@ -113,8 +119,10 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
             for value in values:
                 _check_choice(override.key_or_group, value)
     if not multirun:
-        if any(o.is_sweep_override() for o in parsed):
-            return []  # Hydra itself explains that sweeps need --multirun
+        sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+        if sweeps:
+            raise UserError(f"{sweeps[0]} is a sweep over several values; add --multirun (-m) to "
+                            f"run one job per value, or give a single value")
         return [overrides]
     jobs: list[list[str]] = [[]]
     for override in parsed:

@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import shutil
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlplug import messages
-from rlplug.checkpoint import CHECKPOINT_NAME, check_compatible, load_checkpoint, save_checkpoint
+from rlplug.checkpoint import (
+    CHECKPOINT_NAME,
+    all_finite,
+    check_compatible,
+    load_checkpoint,
+    save_checkpoint,
+)
 from rlplug.config import RunConfig, to_run_config
 from rlplug.contracts import Algorithm, Network
 from rlplug.counters import SharedCounters
@@ -45,19 +52,21 @@ class RunResult:
     error: str | None = None
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived; ``signum`` decides the exit code (130 or 143)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 @contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into :class:`Interrupted` in the main thread while training."""
+def _signals_interrupt(received: list[int]) -> Iterator[None]:
+    """While training, SIGINT and SIGTERM are only recorded in ``received``; the first one decides
+    the status (interrupted) and the exit code (130 or 143).
+
+    The handler does not raise: an exception at an arbitrary point of the executor's loop could
+    leave a worker message half-read, or cut the final checkpoint short. Instead the run asks the
+    executor to stop at its next tick, and repeated signals cannot interrupt the final writes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may install handlers (e.g. train() called from a thread)
+        return
+
     def handler(signum: int, _frame: Any) -> None:
-        raise Interrupted(signum)
+        received.append(signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -129,8 +138,13 @@ def train(cfg: DictConfig | RunConfig, run_dir: Path, *, wandb_group: str | None
     checkpoint_path = run_dir / CHECKPOINT_NAME
 
     def checkpoint() -> None:
+        state = algo.state_dict()
+        if not all_finite(state):
+            log.error("no checkpoint at env step %d: the model holds non-finite values; the last "
+                      "good checkpoint stays", counters.env_steps)
+            return
         save_checkpoint(checkpoint_path, {
-            "algorithm": algo.state_dict(), "config": resolved, "env_steps": counters.env_steps,
+            "algorithm": state, "config": resolved, "env_steps": counters.env_steps,
             "episodes": counters.episodes, "wall_s": monitor.wall_s,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
             "wandb_run_id": logger.run_id})
@@ -138,46 +152,63 @@ def train(cfg: DictConfig | RunConfig, run_dir: Path, *, wandb_group: str | None
     next_checkpoint = [_next_multiple(counters.env_steps, run.checkpoint.every_steps)]
 
     def periodic() -> None:
-        logger.log_progress(counters.env_steps, monitor.steps_per_s)
+        logger.log_progress(counters.env_steps)
         if next_checkpoint[0] and counters.env_steps >= next_checkpoint[0]:
             checkpoint()
             next_checkpoint[0] = _next_multiple(counters.env_steps, run.checkpoint.every_steps)
 
+    received: list[int] = []  # SIGINT/SIGTERM numbers, recorded by _signals_interrupt
+    stopping: list[bool] = []
+
+    def stop_on_signal() -> None:
+        if received and not stopping:
+            stopping.append(True)
+            log.warning("%s received: stopping the workers, then saving the outputs",
+                        signal.Signals(received[0]).name)
+            executor.request_stop()
+
+    monitor.tick_hooks.insert(0, stop_on_signal)
     monitor.tick_hooks.append(periodic)
     status, error, signum = "completed", None, None
     session_start = time.monotonic()
-    try:
-        with _signals_interrupt():
-            executor.run(algo.run_worker, seeds=worker_seeds(run.seed, executor.workers, start_steps),
+    with _signals_interrupt(received):
+        try:
+            executor.run(algo.run_worker,
+                         seeds=worker_seeds(run.seed, executor.workers, start_steps),
                          counters=counters, total_steps=run.total_steps,
                          on_message=monitor.on_message, on_tick=monitor.on_tick,
                          report_every_s=run.logger.train_log_every_s)
-    except Interrupted as exc:
-        status, signum = "interrupted", exc.signum
-    except KeyboardInterrupt:
-        status, signum = "interrupted", signal.SIGINT
-    except WorkerFailure as exc:
-        status, error = "failed", str(exc)
-    finally:
-        session_s = time.monotonic() - session_start
-        monitor.close()
-        if status != "failed" or "NonFiniteError" not in (error or ""):
-            checkpoint()  # a non-finite model is not saved: the last good checkpoint stays
-        summary = {
-            "status": status, "env_steps": counters.env_steps, "episodes": counters.episodes,
-            "wall_s": round(monitor.wall_s, 3),
-            "steps_per_s": round((counters.env_steps - start_steps) / max(session_s, 1e-9), 1),
-            "return_mean100_final": returns.mean, "return_mean100_best": returns.best_or_mean,
-            "seed": run.seed, "workers": executor.workers, "resumed_from": run.resume,
-            "error": error, "config": resolved,
-        }
-        write_summary(run_dir / SUMMARY_NAME, summary)
-        curve = plot_learning_curve(run_dir / METRICS_NAME, run_dir / CURVE_NAME,
-                                    f"{run.env.id} {run.algo.name}/{run.network.name} seed {run.seed}")
-        exit_code = 143 if signum == signal.SIGTERM else EXIT_CODES[status]
-        video = _maybe_video(run, algo, run_dir) if status == "completed" else None
-        logger.finish(summary, checkpoint_path if checkpoint_path.exists() else None, curve, video,
-                      exit_code)
+        except KeyboardInterrupt:  # SIGINT where no handler could be installed
+            status, signum = "interrupted", signal.SIGINT
+        except WorkerFailure as exc:
+            status, error = "failed", str(exc)
+        except Exception as exc:  # e.g. a full disk in the main process: record it, then raise
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            if received and status == "completed":
+                status, signum = "interrupted", received[0]
+            session_s = time.monotonic() - session_start
+            next_checkpoint[0] = 0  # no periodic checkpoint in close(): the final one decides
+            monitor.close()
+            if status != "failed" or "NonFiniteError" not in (error or ""):
+                checkpoint()  # a non-finite model is not saved: the last good checkpoint stays
+            summary = {
+                "status": status, "env_steps": counters.env_steps, "episodes": counters.episodes,
+                "wall_s": round(monitor.wall_s, 3),
+                "steps_per_s": round((counters.env_steps - start_steps) / max(session_s, 1e-9), 1),
+                "return_mean100_final": returns.mean, "return_mean100_best": returns.best_or_mean,
+                "seed": run.seed, "workers": executor.workers, "resumed_from": run.resume,
+                "error": error, "config": resolved,
+            }
+            write_summary(run_dir / SUMMARY_NAME, summary)
+            curve = plot_learning_curve(
+                run_dir / METRICS_NAME, run_dir / CURVE_NAME,
+                f"{run.env.id} {run.algo.name}/{run.network.name} seed {run.seed}")
+            exit_code = 143 if signum == signal.SIGTERM else EXIT_CODES[status]
+            video = _maybe_video(run, algo, run_dir) if status == "completed" else None
+            logger.finish(summary, checkpoint_path if checkpoint_path.exists() else None, curve,
+                          video, exit_code)
     return RunResult(status, exit_code, summary, run_dir, error)
 
 
@@ -209,13 +240,19 @@ def _resume(run: RunConfig, algo: Algorithm, run_dir: Path) -> dict[str, Any]:
     np.random.set_state(payload["rng"]["numpy"])
     source = Path(run.resume).expanduser()
     source_dir = source if source.is_dir() else source.parent
-    if source_dir.resolve() != run_dir.resolve() and (source_dir / METRICS_NAME).exists():
-        shutil.copyfile(source_dir / METRICS_NAME, run_dir / METRICS_NAME)
+    # Rows written after the checkpoint (a run killed between two checkpoints) are dropped: the
+    # resumed run records those env steps again.
+    rows = [r for r in read_metrics(source_dir / METRICS_NAME)
+            if r.get("env_step", 0) <= payload["env_steps"]]
+    tmp = run_dir / f".{METRICS_NAME}.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(run_dir / METRICS_NAME)
     return payload
 
 
 def _maybe_video(run: RunConfig, algo: Algorithm, run_dir: Path) -> Path | None:
-    if not run.logger.video or run.logger.mode == "disabled":
+    """``logger.video``: eval.mp4 of the final policy (written even when W&B is disabled)."""
+    if not run.logger.video:
         return None
     from rlplug.evaluate import evaluate_policy
 

@@ -1,10 +1,20 @@
 """Workers as processes (torch.multiprocessing); the algorithm's shared tensors (global model,
-optimizer statistics) live in shared memory, so every process updates the same numbers."""
+optimizer statistics) live in shared memory, so every process updates the same numbers.
+
+Each worker writes its messages into its own pipe rather than a queue shared by all: a worker
+killed in the middle of a write then damages only its own pipe (which the main process reads to
+its end and closes), never a lock the other workers need.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import torch
@@ -12,15 +22,43 @@ import torch.multiprocessing as mp
 
 from rlplug.contracts import WorkerContext
 from rlplug_a3c.configs import ProcessExecutorConfig
-from rlplug_a3c.executors.pool import WorkerPool, run_target
+from rlplug_a3c.executors.pool import ContextFactory, WorkerPool, run_target
 
 
-def _process_main(target: Callable[[WorkerContext], None], ctx: WorkerContext) -> None:
-    # The main process decides how to stop (Ctrl-C reaches the whole process group).
+def _process_main(target: Callable[[WorkerContext], None], ctx: WorkerContext,
+                  parent_pid: int) -> None:
+    # The main process decides how to stop: Ctrl-C reaches the whole process group, and so does
+    # SIGTERM from a batch scheduler or `docker stop`; the main process then stops the workers
+    # through the shared flag (and kills those that do not stop in time).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    shared_stop = ctx.stop_requested
+
+    def stop_requested() -> bool:
+        # A worker whose main process died (SIGKILL, OOM) is adopted by another process: stop
+        # rather than train on alone.
+        return shared_stop() or os.getppid() != parent_pid
+
+    ctx.stop_requested = stop_requested
     # One intra-op thread per worker: more would oversubscribe the cores (pitfall 3).
     torch.set_num_threads(1)
-    run_target(target, ctx)
+    code = 0
+    try:
+        run_target(target, ctx)
+    except OSError:  # the main process is gone (its end of the pipe is closed): no one to tell
+        code = 1
+    # Leave without the interpreter's teardown, which takes about a second with torch loaded and
+    # would delay every stop: the messages are already in the pipe (sent synchronously) and the
+    # worker owns nothing else that needs saving.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@dataclass
+class _Worker:
+    process: Any  # a multiprocessing Process of the executor's context
+    reader: Connection | None  # None once read to its end
 
 
 class ProcessExecutor(WorkerPool):
@@ -30,31 +68,70 @@ class ProcessExecutor(WorkerPool):
     def __init__(self, cfg: ProcessExecutorConfig):
         super().__init__(cfg)
         self._mp = mp.get_context(cfg.start_method)
+        self._readers: dict[Connection, _Worker] = {}
 
-    def _channel(self) -> tuple[Any, Any]:
-        return self._mp.Event(), self._mp.Queue()
-
-    def _start(self, target: Callable[[WorkerContext], None], ctx: WorkerContext) -> Any:
-        process = self._mp.Process(target=_process_main, args=(target, ctx),
+    def _start(self, target: Callable[[WorkerContext], None], make_ctx: ContextFactory) -> _Worker:
+        reader, writer = self._mp.Pipe(duplex=False)
+        ctx = make_ctx(writer.send)
+        process = self._mp.Process(target=_process_main, args=(target, ctx, os.getpid()),
                                    name=f"rlplug-worker-{ctx.rank}", daemon=True)
         process.start()
-        return process
+        writer.close()  # the child holds its own end; ours would hide the child's exit (no EOF)
+        worker = _Worker(process, reader)
+        self._readers[reader] = worker
+        return worker
 
-    def _alive(self, handle: Any) -> bool:
-        return handle.is_alive()
+    def _read(self, worker: _Worker) -> list[dict[str, Any]]:
+        """Everything waiting in the worker's pipe; closes it at its end (the worker exited)."""
+        out: list[dict[str, Any]] = []
+        reader = worker.reader
+        if reader is None:
+            return out
+        try:
+            while reader.poll():
+                out.append(reader.recv())
+        except (EOFError, OSError, ValueError, RuntimeError, ImportError, AttributeError):
+            # The end of the pipe, or a message torn by a kill: nothing more will come.
+            self._close(worker)
+        return out
 
-    def _death(self, handle: Any) -> str | None:
-        handle.join(timeout=0.1)
-        code = handle.exitcode
+    def _close(self, worker: _Worker) -> None:
+        if worker.reader is not None:
+            self._readers.pop(worker.reader, None)
+            worker.reader.close()
+            worker.reader = None
+
+    def _receive(self, timeout: float) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if not self._readers:  # every worker gone: still wait, or the main loop would spin
+            time.sleep(timeout)
+            return out
+        for reader in wait(list(self._readers), timeout):
+            out.extend(self._read(self._readers[reader]))  # type: ignore[index]
+        return out
+
+    def _flush(self, handle: _Worker) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        # The process is gone, so its pipe ends soon; the timeout guards against a grandchild
+        # that inherited the write end.
+        while handle.reader is not None and handle.reader.poll(0.5):
+            out.extend(self._read(handle))
+        self._close(handle)
+        return out
+
+    def _alive(self, handle: _Worker) -> bool:
+        return handle.process.is_alive()
+
+    def _death(self, handle: _Worker) -> str | None:
+        handle.process.join(timeout=0.1)
+        code = handle.process.exitcode
         if code is None or code == 0:
             return None
         if code < 0:
-            return f"worker process {handle.pid} was killed by signal {signal.Signals(-code).name}"
-        return f"worker process {handle.pid} exited with code {code}"
+            return (f"worker process {handle.process.pid} was killed by signal "
+                    f"{signal.Signals(-code).name}")
+        return f"worker process {handle.process.pid} exited with code {code}"
 
-    def _force_stop(self, handle: Any) -> None:
-        handle.terminate()
-        handle.join(timeout=2.0)
-        if handle.is_alive():
-            handle.kill()
-            handle.join(timeout=2.0)
+    def _force_stop(self, handle: _Worker) -> None:
+        handle.process.kill()
+        handle.process.join(timeout=5.0)

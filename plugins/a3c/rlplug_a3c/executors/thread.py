@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -12,7 +13,9 @@ import torch
 from rlplug.contracts import MessageHandler, TickHandler, WorkerContext
 from rlplug.counters import SharedCounters
 from rlplug_a3c.configs import ThreadExecutorConfig
-from rlplug_a3c.executors.pool import WorkerPool, run_target
+from rlplug_a3c.executors.pool import ContextFactory, WorkerPool, run_target
+
+log = logging.getLogger(__name__)
 
 
 class ThreadExecutor(WorkerPool):
@@ -20,15 +23,32 @@ class ThreadExecutor(WorkerPool):
 
     def __init__(self, cfg: ThreadExecutorConfig):
         super().__init__(cfg)
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
 
-    def _channel(self) -> tuple[Any, Any]:
-        return threading.Event(), queue.Queue()
-
-    def _start(self, target: Callable[[WorkerContext], None], ctx: WorkerContext) -> threading.Thread:
+    def _start(self, target: Callable[[WorkerContext], None],
+               make_ctx: ContextFactory) -> threading.Thread:
+        ctx = make_ctx(self._queue.put)
         thread = threading.Thread(target=run_target, args=(target, ctx),
                                   name=f"rlplug-worker-{ctx.rank}", daemon=True)
         thread.start()
         return thread
+
+    def _receive(self, timeout: float) -> list[dict[str, Any]]:
+        out = []
+        try:
+            first = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+            out.append(first)
+            while True:
+                out.append(self._queue.get_nowait())
+        except queue.Empty:
+            return out
+
+    def _flush(self, handle: threading.Thread) -> list[dict[str, Any]]:
+        # A finished thread's last message is already in the shared queue.
+        return self._receive(timeout=0.0)
+
+    def _force_stop(self, handle: threading.Thread) -> None:
+        log.warning("%s cannot be killed; it ends with the process (a daemon thread)", handle.name)
 
     def _alive(self, handle: threading.Thread) -> bool:
         return handle.is_alive()
@@ -39,6 +59,7 @@ class ThreadExecutor(WorkerPool):
         # torch's intra-op threads would oversubscribe the cores the worker threads already use
         previous = torch.get_num_threads()
         torch.set_num_threads(1)
+        self._queue = queue.Queue()  # nothing from an earlier run's threads
         try:
             super().run(target, seeds=seeds, counters=counters, total_steps=total_steps,
                         on_message=on_message, on_tick=on_tick, tick_s=tick_s,
