@@ -6,16 +6,20 @@ import sys
 
 
 def main() -> int:
+    from rlplug.cli import report_user_errors
+
     argv = sys.argv[1:]
-    if argv[:1] in (["--list"], ["plugins"]):
-        from rlplug.plugins import plugin_listing
-
-        print(plugin_listing())
-        return 0
-    from rlplug.app import hydra_main
-    from rlplug.cli import preflight, report_user_errors
-
+    # Plugin discovery itself can fail on user input (two distributions claiming one name):
+    # that, too, is a one-line error, also while importing the app (it registers config plugins).
     with report_user_errors("rlplug"):
+        if argv[:1] in (["--list"], ["plugins"]):
+            from rlplug.plugins import plugin_listing
+
+            print(plugin_listing())
+            return 0
+        from rlplug.app import hydra_main
+        from rlplug.cli import preflight
+
         preflight(argv)
     hydra_main()
     return 0

@@ -142,7 +142,7 @@ def preflight(argv: list[str]) -> None:
                  and not a.startswith(("hydra.", "hydra/", "+hydra", "++hydra"))]
     from rlplug.config import to_run_config
     from rlplug.envs import probe_env
-    from rlplug.run import check_resumable, build_algorithm
+    from rlplug.run import build_algorithm, check_resumable
 
     checked: set[str] = set()
     with initialize_config_module(config_module="rlplug.conf", version_base="1.3"):

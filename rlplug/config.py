@@ -7,6 +7,8 @@ same way (see ``docs/plugins.md``). Range checks live in each dataclass's ``__po
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +115,24 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
         if not isinstance(node, DictConfig) or "name" not in node:
             raise UserError(f"no {section} selected; choose one, e.g. `{section}=<name>` "
                             f"(see `python -m rlplug --list`)")
+    _check_no_added_keys(cfg, "")
     run = OmegaConf.to_object(cfg)
     assert isinstance(run, RunConfig)
     return run
+
+
+def _check_no_added_keys(node: DictConfig, prefix: str) -> None:
+    """Refuse keys a schema does not have. ``+algo.lrr=1`` adds one past Hydra's struct check,
+    and ``OmegaConf.to_object`` would silently drop it."""
+    schema = OmegaConf.get_type(node)
+    known = {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        if known is not None and key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.5)
+            hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
+            raise UserError(f"unknown key '{path}'.{hint} List the valid keys with "
+                            f"`python -m rlplug --cfg job`")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            _check_no_added_keys(child, f"{path}.")

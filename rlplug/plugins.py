@@ -15,6 +15,7 @@ Algorithm, network and executor plugins are imported only when selected.
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import traceback
 from collections.abc import Callable
 
 from hydra.core.config_search_path import ConfigSearchPath
@@ -55,7 +56,14 @@ def load_config_plugins() -> list[str]:
             entry = CONFIGS.resolve(entry.name)
             if entry.error is not None:
                 continue
-            path = entry.obj()
+            try:  # calling the hook runs plugin code too: a failure must not break other plugins
+                path = entry.obj()
+                if not isinstance(path, str):
+                    raise TypeError(f"returned {path!r}, not a config search path string")
+            except Exception as exc:
+                entry.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                entry.error_traceback = traceback.format_exc()
+                continue
             if path not in _search_paths:
                 _search_paths.append(path)
     return list(_search_paths)
@@ -88,6 +96,7 @@ def broken_plugins() -> list[str]:
 
 def plugin_listing() -> str:
     """Every installed plugin with its distribution and version, importing each to check it."""
+    load_config_plugins()  # runs the config hooks, so a hook that fails shows as BROKEN
     lines = []
     for registry in (*COMPONENTS.values(), CONFIGS):
         lines.append(f"{registry.group}:")

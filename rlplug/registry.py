@@ -83,11 +83,13 @@ class Registry(Generic[T]):
         """Read this registry's entry-point group once; nothing is imported yet."""
         if self._scanned or self.group is None:
             return
-        self._scanned = True
         for ep in metadata.entry_points(group=self.group):
             dist = ep.dist.name if ep.dist is not None else "<unknown>"
             version = ep.dist.version if ep.dist is not None else ""
             self._add(Entry(ep.name, ep.value, dist, version))
+        # Only now: after a duplicate-name error the next call must fail the same way, not
+        # return the half-read group.
+        self._scanned = True
 
     # -- reading ---------------------------------------------------------------------------
     def names(self) -> list[str]:

@@ -35,7 +35,14 @@ from rlplug.envs import EnvSpec, probe_env
 from rlplug.errors import UserError, WorkerFailure
 from rlplug.loggers.wandb_logger import WandbLogger
 from rlplug.monitor import Monitor, ReturnStats
-from rlplug.outputs import CURVE_NAME, METRICS_NAME, SUMMARY_NAME, plot_learning_curve, read_metrics, write_summary
+from rlplug.outputs import (
+    CURVE_NAME,
+    METRICS_NAME,
+    SUMMARY_NAME,
+    plot_learning_curve,
+    read_metrics,
+    write_summary,
+)
 from rlplug.plugins import ALGOS, EXECUTORS, NETWORKS
 
 log = logging.getLogger(__name__)

@@ -2,11 +2,14 @@
 
 They work on one flat parameter tensor and one flat gradient tensor (see ``flat_params.py``), so
 a step is a handful of tensor ops whatever the number of layers. The step count is a shared
-tensor too, so Adam's bias correction is right in every process (pitfall 2 in the A3C anchors).
-Like the paper's shared RMSProp, updates take no lock.
+tensor too, so Adam's bias correction is right in every process (pitfall 2 in the A3C anchors);
+a lock makes its increment atomic across processes. Like the paper's shared RMSProp, the parameter
+and statistics updates themselves take no lock (Hogwild).
 """
 
 from __future__ import annotations
+
+import multiprocessing as mp
 
 import torch
 
@@ -21,6 +24,7 @@ class SharedOptimizer:
         self.params = params
         self.eps = eps
         self.lr_scale = lr_scale  # optional per-parameter learning-rate factors (flat)
+        self._step_lock = mp.get_context("spawn").Lock()  # travels to spawned workers
         self.state = {"step": torch.zeros((), dtype=torch.float64).share_memory_()}
         for name in state_names:
             self.state[name] = torch.zeros_like(params).share_memory_()
@@ -31,6 +35,12 @@ class SharedOptimizer:
 
     def step(self, grad: torch.Tensor, lr: float) -> None:
         raise NotImplementedError
+
+    def _next_step(self) -> float:
+        """Count one more step (atomically across workers) and return the new count."""
+        with self._step_lock:
+            self.state["step"] += 1
+            return self.state["step"].item()
 
     def _scaled(self, update: torch.Tensor) -> torch.Tensor:
         return update if self.lr_scale is None else update * self.lr_scale
@@ -54,8 +64,7 @@ class SharedAdam(SharedOptimizer):
         self.beta1, self.beta2 = betas
 
     def step(self, grad: torch.Tensor, lr: float) -> None:
-        self.state["step"] += 1
-        t = self.state["step"].item()
+        t = self._next_step()
         exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
         exp_avg.mul_(self.beta1).add_(grad, alpha=1 - self.beta1)
         exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
@@ -74,7 +83,7 @@ class SharedRMSprop(SharedOptimizer):
         self.alpha = alpha
 
     def step(self, grad: torch.Tensor, lr: float) -> None:
-        self.state["step"] += 1
+        self._next_step()
         square_avg = self.state["square_avg"]
         square_avg.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
         self.params.addcdiv_(self._scaled(grad), square_avg.sqrt().add_(self.eps), value=-lr)

@@ -19,8 +19,6 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
-from rlplug_a3c.networks.lstm import LSTMActorCritic
-from rlplug_a3c.worker import A3CWorker, Segment
 
 from rlplug.config import RunConfig, to_run_config
 from rlplug.contracts import State, WorkerContext
@@ -30,6 +28,8 @@ from rlplug.errors import UserError
 from rlplug.evaluate import evaluate_policy, load_run
 from rlplug.plugins import install_search_path
 from rlplug.run import build_algorithm, train
+from rlplug_a3c.networks.lstm import LSTMActorCritic
+from rlplug_a3c.worker import A3CWorker, Segment
 
 TESTS_DIR = Path(__file__).resolve().parent
 MEMORY_ENV = "env.id=memory_env:CueMemory-v0"

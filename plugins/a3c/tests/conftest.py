@@ -1,0 +1,89 @@
+"""Shared fixtures of the A3C plugin's foundation tests: configs composed exactly as the CLI does,
+workers built on the real algorithm, and a guard that no worker outlives its test."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from rlplug.config import RunConfig, to_run_config
+from rlplug.contracts import WorkerContext
+from rlplug.counters import SharedCounters
+from rlplug.envs import probe_env
+from rlplug.plugins import install_search_path
+from rlplug.run import RunResult, build_algorithm, train
+from rlplug.testing import assert_nothing_left, live_child_processes
+from rlplug_a3c.algorithm import A3C
+from rlplug_a3c.worker import A3CWorker
+
+A3C_TESTS_DIR = Path(__file__).resolve().parent
+QUIET_OVERRIDES = ("logger.mode=disabled", "progress=false", "checkpoint.every_steps=0")
+
+
+@pytest.fixture
+def support_on_path(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make ``a3c_test_support`` importable here and in spawned workers (they inherit sys.path)."""
+    monkeypatch.syspath_prepend(str(A3C_TESTS_DIR))
+    return A3C_TESTS_DIR
+
+
+@pytest.fixture
+def compose_run() -> Callable[..., RunConfig]:
+    """``compose_run(*overrides)``: the validated config ``python -m rlplug <overrides>`` trains
+    with (quiet: no W&B, no progress bar, no periodic checkpoint)."""
+    def compose_run(*overrides: str) -> RunConfig:
+        install_search_path()
+        with initialize_config_module(config_module="rlplug.conf", version_base="1.3"):
+            return to_run_config(compose("config", overrides=[*QUIET_OVERRIDES, *overrides]))
+    return compose_run
+
+
+@pytest.fixture
+def train_run(compose_run: Callable[..., RunConfig], tmp_path: Path) -> Callable[..., RunResult]:
+    """``train_run(*overrides, run_dir=None)``: a real in-process training run (``rlplug.run.train``)."""
+    def train_run(*overrides: str, run_dir: Path | None = None) -> RunResult:
+        return train(compose_run(*overrides), run_dir or tmp_path / "run")
+    return train_run
+
+
+@pytest.fixture
+def make_worker(compose_run: Callable[..., RunConfig]) -> Callable[..., A3CWorker]:
+    """``make_worker(*overrides, seed=..., messages=None)``: one A3CWorker on the real algorithm,
+    outside any executor (messages it sends go to the ``messages`` list if given)."""
+    def make_worker(*overrides: str, seed: int = 123, messages: list[Any] | None = None) -> A3CWorker:
+        run = compose_run(*overrides)
+        algo = build_algorithm(run, probe_env(run.env))
+        assert isinstance(algo, A3C)
+        sink = messages if messages is not None else []
+        ctx = WorkerContext(rank=0, seed=seed, counters=SharedCounters(), total_steps=run.total_steps,
+                            send=sink.append, stop_requested=lambda: False)
+        return A3CWorker(algo, ctx)
+    return make_worker
+
+
+@pytest.fixture
+def no_leftovers() -> Iterator[None]:
+    """Fail the test if a thread or process started during it is still running at its end."""
+    import threading
+
+    threads = {t.ident for t in threading.enumerate() if t.ident is not None}
+    processes = live_child_processes()
+    yield
+    assert_nothing_left(threads, processes, what="the test")
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """Rows of a run's metrics.jsonl."""
+    with (run_dir / "metrics.jsonl").open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture
+def metrics_rows() -> Callable[[Path], list[dict[str, Any]]]:
+    """``metrics_rows(run_dir)``: the rows of the run's metrics.jsonl."""
+    return read_rows
