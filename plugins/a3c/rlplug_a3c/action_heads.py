@@ -46,24 +46,29 @@ class CategoricalHead:
 class GaussianHead:
     """Box actions: a diagonal Gaussian in [-1, 1]-normalised action units.
 
-    The first half of the policy parameters are means, the second half pass through softplus to
-    give standard deviations (as in the paper), shifted so that they start at ``init_std``. Samples are clipped to [-1, 1] and mapped affinely
-    onto the env's bounds, so any finite bounds are respected; the update uses the unclipped sample.
+    The first half of the policy parameters give the means (through tanh, so they stay inside the
+    action range), the second half the standard deviations, squashed smoothly into
+    ``[min_std, max_std]`` and shifted so that they start at ``init_std``. Bounding the deviation
+    matters: beyond about 1 the clipped actions are bang-bang noise whatever the mean, the entropy
+    bonus keeps pushing it up, and an unbounded (softplus) deviation can run away early in
+    training. Samples are clipped to [-1, 1] and mapped affinely onto the env's bounds, so any
+    finite bounds are respected; the update uses the unclipped sample.
     """
 
-    def __init__(self, space: gym.spaces.Box, min_std: float, init_std: float):
+    def __init__(self, space: gym.spaces.Box, min_std: float, init_std: float, max_std: float):
         self.low = space.low.astype(np.float32).reshape(-1)
         self.high = space.high.astype(np.float32).reshape(-1)
         self.shape = space.shape
         self.dim = self.low.size
         self.policy_dim = 2 * self.dim
-        self.min_std = min_std
-        # raw std parameters start near 0 (small head init), so shift them to give init_std there
-        self.std_shift = math.log(math.expm1(max(init_std - min_std, 1e-6)))
+        self.min_std, self.std_range = min_std, max_std - min_std
+        # raw std parameters start near 0 (small head init): shift them to give init_std there
+        start = (init_std - min_std) / self.std_range
+        self.std_shift = math.log(start / (1.0 - start))
 
     def _mean_std(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, raw_std = torch.tanh(params[..., : self.dim]), params[..., self.dim:]
-        return mean, F.softplus(raw_std + self.std_shift) + self.min_std
+        return mean, self.min_std + self.std_range * torch.sigmoid(raw_std + self.std_shift)
 
     def to_env(self, action: np.ndarray) -> np.ndarray:
         unit = np.clip(action, -1.0, 1.0)
@@ -92,9 +97,10 @@ class GaussianHead:
 ActionHead = CategoricalHead | GaussianHead
 
 
-def make_action_head(space: gym.Space, min_std: float, init_std: float) -> ActionHead:
+def make_action_head(space: gym.Space, min_std: float, init_std: float,
+                     max_std: float) -> ActionHead:
     if isinstance(space, gym.spaces.Discrete):
         return CategoricalHead(space)
     if isinstance(space, gym.spaces.Box):
-        return GaussianHead(space, min_std, init_std)
+        return GaussianHead(space, min_std, init_std, max_std)
     raise TypeError(f"A3C supports Discrete and Box actions, not {type(space).__name__}")

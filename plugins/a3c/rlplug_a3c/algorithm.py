@@ -28,7 +28,7 @@ class A3C(Algorithm):
                  build_network: Callable[[int], Network], seed: int):
         self.cfg, self.env_cfg, self.spec = cfg, env_cfg, spec
         self.build_network = build_network
-        self.head = make_action_head(spec.action_space, cfg.min_std, cfg.init_std)
+        self.head = make_action_head(spec.action_space, cfg.min_std, cfg.init_std, cfg.max_std)
         torch.manual_seed(seed)
         self.global_net = build_network(self.head.policy_dim)
         self.params = flatten_parameters(self.global_net, shared=True)

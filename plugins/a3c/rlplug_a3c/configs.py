@@ -34,7 +34,8 @@ class A3CConfig:
     reward_scale: float = 1.0  # the reward used for training is (r + reward_offset) * reward_scale
     reward_offset: float = 0.0
     min_std: float = 1e-3  # lower bound of the Gaussian policy's standard deviation
-    init_std: float = 0.7  # its initial value (in [-1, 1]-normalised action units)
+    init_std: float = 0.5  # its initial value (in [-1, 1]-normalised action units)
+    max_std: float = 1.0  # its upper bound
     normalize_advantages: bool = False  # standardise advantages within each segment
 
     def __post_init__(self) -> None:
@@ -67,8 +68,9 @@ class A3CConfig:
         require(self.reward_scale > 0, "algo.reward_scale", "must be > 0", self.reward_scale,
                 "algo.reward_scale=1.0")
         require(self.min_std > 0, "algo.min_std", "must be > 0", self.min_std, "algo.min_std=1e-3")
-        require(self.init_std > self.min_std, "algo.init_std", "must be > algo.min_std",
-                self.init_std, "algo.init_std=0.7")
+        require(self.min_std < self.init_std < self.max_std, "algo.init_std",
+                "must lie strictly between algo.min_std and algo.max_std", self.init_std,
+                "algo.init_std=0.5")
 
 
 def _check_layers(key: str, sizes: list[int]) -> None:

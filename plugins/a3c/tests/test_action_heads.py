@@ -7,7 +7,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.distributions import Categorical, Normal
 
 from rlplug_a3c.action_heads import CategoricalHead, GaussianHead, make_action_head
@@ -38,9 +37,9 @@ def test_categorical_samples_follow_the_policy_and_respect_the_space_start() -> 
 
 
 def _gaussian(low: list[float], high: list[float], min_std: float = 1e-3,
-              init_std: float = 0.7) -> GaussianHead:
+              init_std: float = 0.7, max_std: float = 1.0) -> GaussianHead:
     space = gym.spaces.Box(np.array(low, np.float32), np.array(high, np.float32))
-    return GaussianHead(space, min_std, init_std)
+    return GaussianHead(space, min_std, init_std, max_std)
 
 
 def test_gaussian_log_prob_and_entropy_match_torch_normal() -> None:
@@ -49,19 +48,22 @@ def test_gaussian_log_prob_and_entropy_match_torch_normal() -> None:
     params = torch.randn(5, 4, generator=g)
     actions = torch.randn(5, 2, generator=g)
     mean = torch.tanh(params[:, :2])
-    std = F.softplus(params[:, 2:] + head.std_shift) + 0.05
+    std = 0.05 + (1.0 - 0.05) * torch.sigmoid(params[:, 2:] + head.std_shift)
     reference = Normal(mean, std)
     log_prob, entropy = head.log_prob_entropy(params, actions)
     assert torch.allclose(log_prob, reference.log_prob(actions).sum(-1), atol=1e-5)
     assert torch.allclose(entropy, reference.entropy().sum(-1), atol=1e-5)
 
 
-def test_gaussian_starts_at_init_std_and_its_std_never_falls_below_min_std() -> None:
-    head = _gaussian([-1.0], [1.0], min_std=0.01, init_std=0.7)
+def test_gaussian_starts_at_init_std_and_its_std_stays_within_min_and_max_std() -> None:
+    head = _gaussian([-1.0], [1.0], min_std=0.01, init_std=0.7, max_std=1.2)
     _, entropy = head.log_prob_entropy(torch.zeros(1, 2), torch.zeros(1, 1))
     assert entropy.item() == pytest.approx(Normal(0.0, 0.7).entropy().item(), abs=1e-5)
     _, entropy = head.log_prob_entropy(torch.tensor([[0.0, -1e4]]), torch.zeros(1, 1))
     assert entropy.item() == pytest.approx(Normal(0.0, 0.01).entropy().item(), abs=1e-5)
+    # an exploding raw deviation (what an entropy bonus drives) stays at max_std
+    _, entropy = head.log_prob_entropy(torch.tensor([[0.0, 1e4]]), torch.zeros(1, 1))
+    assert entropy.item() == pytest.approx(Normal(0.0, 1.2).entropy().item(), abs=1e-5)
 
 
 def test_gaussian_actions_map_onto_the_env_bounds_and_are_clipped() -> None:
@@ -75,7 +77,7 @@ def test_gaussian_actions_map_onto_the_env_bounds_and_are_clipped() -> None:
 
 def test_gaussian_samples_stay_in_the_space_and_keep_its_shape() -> None:
     space = gym.spaces.Box(-3.0, 1.0, shape=(2, 1), dtype=np.float32)
-    head = make_action_head(space, 1e-3, 0.7)
+    head = make_action_head(space, 1e-3, 0.7, 1.0)
     generator = torch.Generator().manual_seed(3)
     for _ in range(200):
         action, env_action = head.sample(torch.zeros(4), generator)
@@ -86,4 +88,4 @@ def test_gaussian_samples_stay_in_the_space_and_keep_its_shape() -> None:
 
 def test_unsupported_action_spaces_are_refused() -> None:
     with pytest.raises(TypeError, match="MultiDiscrete"):
-        make_action_head(gym.spaces.MultiDiscrete([2, 3]), 1e-3, 0.7)
+        make_action_head(gym.spaces.MultiDiscrete([2, 3]), 1e-3, 0.7, 1.0)
