@@ -168,6 +168,20 @@ def check_network(cls: type[Network], cfg: Any, *, obs_shape: tuple[int, ...] = 
 
 
 # -- processes and threads ---------------------------------------------------------------------
+def descendant_processes(pid: int) -> dict[Any, str]:
+    """The descendants of process ``pid`` (``psutil.Process`` objects) with their command lines;
+    empty if ``pid`` is gone. Needs psutil (the ``test`` extra)."""
+    import psutil
+
+    found = {}
+    try:
+        for child in psutil.Process(pid).children(recursive=True):
+            found[child] = " ".join(child.cmdline())
+    except psutil.NoSuchProcess:
+        pass
+    return found
+
+
 def live_child_processes() -> list[str]:
     """Descriptions (``pid cmdline``) of this process's running descendants, leaving out
     multiprocessing's own helpers (resource tracker, forkserver) and zombies.

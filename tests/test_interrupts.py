@@ -24,6 +24,7 @@ import pytest
 
 from rlplug.checkpoint import load_checkpoint
 from rlplug.outputs import read_metrics
+from rlplug.testing import descendant_processes
 
 TESTS_DIR = Path(__file__).resolve().parent
 HANG_GUARD_S = 180  # only against hangs; nothing here asserts on timing
@@ -42,14 +43,6 @@ def env_steps_seen(run_dir: Path) -> int:
     return max((r.get("env_step", 0) for r in read_metrics(run_dir / "metrics.jsonl")), default=0)
 
 
-def descendants(proc: subprocess.Popen) -> dict[psutil.Process, str]:
-    found = {}
-    try:
-        for child in psutil.Process(proc.pid).children(recursive=True):
-            found[child] = " ".join(child.cmdline())
-    except psutil.NoSuchProcess:
-        pass
-    return found
 
 
 def run_until_training(proc: subprocess.Popen, run_dir: Path, workers: int
@@ -58,7 +51,7 @@ def run_until_training(proc: subprocess.Popen, run_dir: Path, workers: int
     run's processes at that moment."""
     deadline = time.monotonic() + HANG_GUARD_S
     while True:
-        processes = descendants(proc)
+        processes = descendant_processes(proc.pid)
         spawned = [cmd for cmd in processes.values() if "spawn_main" in cmd]
         if env_steps_seen(run_dir) > 0 and len(spawned) >= workers:
             return processes

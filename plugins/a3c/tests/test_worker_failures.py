@@ -26,7 +26,7 @@ import pytest
 from rlplug.checkpoint import all_finite, load_checkpoint
 from rlplug.counters import SharedCounters
 from rlplug.errors import WorkerFailure
-from rlplug.testing import StepWorker, run_executor
+from rlplug.testing import StepWorker, descendant_processes, run_executor
 from rlplug_a3c.configs import ProcessExecutorConfig, ThreadExecutorConfig
 from rlplug_a3c.executors.process import ProcessExecutor
 from rlplug_a3c.executors.thread import ThreadExecutor
@@ -50,21 +50,12 @@ def finish(proc: subprocess.Popen, seen: dict[psutil.Process, str] | None = None
     """Wait for the run to end; meanwhile record every process it starts in ``seen``."""
     deadline = time.monotonic() + HANG_GUARD_S
     while seen is not None and proc.poll() is None and time.monotonic() < deadline:
-        seen.update(descendants(proc))
+        seen.update(descendant_processes(proc.pid))
         time.sleep(0.1)
     out, err = proc.communicate(timeout=HANG_GUARD_S)
     return proc.returncode, out, err
 
 
-def descendants(proc: subprocess.Popen) -> dict[psutil.Process, str]:
-    """The run's processes now, with their command lines."""
-    found = {}
-    try:
-        for child in psutil.Process(proc.pid).children(recursive=True):
-            found[child] = " ".join(child.cmdline())
-    except psutil.NoSuchProcess:
-        pass
-    return found
 
 
 def rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -121,7 +112,7 @@ def test_killed_worker_process_is_replaced_and_training_reaches_total_steps(tmp_
     wait_until(lambda: max_env_step(run_dir) > 0 and len(worker_processes(proc)) == 2, proc,
                "the first env steps")
     victim = worker_processes(proc)[0]
-    seen = descendants(proc)
+    seen = descendant_processes(proc.pid)
     killed_at = time.monotonic()
     victim.send_signal(signal.SIGKILL)
     wait_until(lambda: any(r["kind"] == "worker_restart" for r in rows(run_dir)), proc,
