@@ -43,7 +43,7 @@ from rlplug.outputs import (
     read_metrics,
     write_summary,
 )
-from rlplug.plugins import ALGOS, EXECUTORS, NETWORKS
+from rlplug.plugins import ALGOS, EXECUTORS, NETWORKS, distributions_with_plugins
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def train(cfg: DictConfig | RunConfig, run_dir: Path, *, wandb_group: str | None
                 "steps_per_s": round((counters.env_steps - start_steps) / max(session_s, 1e-9), 1),
                 "return_mean100_final": returns.mean, "return_mean100_best": returns.best_or_mean,
                 "seed": run.seed, "workers": executor.workers, "resumed_from": run.resume,
-                "error": error, "config": resolved,
+                "error": error, "plugins": distributions_with_plugins(), "config": resolved,
             }
             write_summary(run_dir / SUMMARY_NAME, summary)
             curve = plot_learning_curve(

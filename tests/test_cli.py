@@ -92,6 +92,7 @@ def test_summary_reports_the_run(short_run) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     episodes = [r["return"] for r in _rows(run_dir) if r["kind"] == "episode"]
     assert summary["status"] == "completed"
+    assert summary["plugins"]["rlplug-a3c"] and summary["plugins"]["rlplug"]  # versions recorded
     assert summary["env_steps"] == TOTAL_STEPS
     assert summary["episodes"] == len(episodes)
     assert summary["wall_s"] > 0 and summary["steps_per_s"] > 0
