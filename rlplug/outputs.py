@@ -47,29 +47,43 @@ def moving_average(values: np.ndarray, window: int = 100) -> np.ndarray:
     return (cumsum[idx] - cumsum[lo]) / (idx - lo)
 
 
-def plot_learning_curve(metrics_path: Path, out_path: Path, title: str) -> Path | None:
-    """Episode returns and their 100-episode moving average against env steps."""
-    steps, returns = episode_curve(read_metrics(metrics_path))
+def new_figure(width: float = 7, height: float = 4) -> tuple[Any, Any]:
+    """A matplotlib figure and axes on the non-interactive backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if steps.size:
-        ax.scatter(steps, returns, s=3, alpha=0.25, label="episode return")
-        ax.plot(steps, moving_average(returns), color="C1", lw=2, label="mean of last 100")
-        ax.legend(loc="lower right")
+    return plt.subplots(figsize=(width, height), dpi=100)
+
+
+def save_returns_figure(fig: Any, ax: Any, out_path: Path, title: str, ylabel: str) -> Path:
+    """The finish every rlplug returns plot shares: legend (or a note when there is no episode),
+    labels, grid; writes ``out_path`` and closes the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax.lines:
+        ax.legend(loc="best", fontsize="small")
     else:
         ax.text(0.5, 0.5, "no finished episode", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("env steps")
-    ax.set_ylabel("return")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_path)
     plt.close(fig)
     return out_path
+
+
+def plot_learning_curve(metrics_path: Path, out_path: Path, title: str) -> Path:
+    """Episode returns and their 100-episode moving average against env steps."""
+    steps, returns = episode_curve(read_metrics(metrics_path))
+    fig, ax = new_figure()
+    if steps.size:
+        ax.scatter(steps, returns, s=3, alpha=0.25, label="episode return")
+        ax.plot(steps, moving_average(returns), color="C1", lw=2, label="mean of last 100")
+    return save_returns_figure(fig, ax, out_path, title, "return")
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:

@@ -24,7 +24,15 @@ import numpy as np
 
 from rlplug.errors import UserError
 from rlplug.monitor import WINDOW
-from rlplug.outputs import METRICS_NAME, SUMMARY_NAME, episode_curve, moving_average, read_metrics
+from rlplug.outputs import (
+    METRICS_NAME,
+    SUMMARY_NAME,
+    episode_curve,
+    moving_average,
+    new_figure,
+    read_metrics,
+    save_returns_figure,
+)
 
 METRIC = "return_mean100_final"
 BEST = "return_mean100_best"
@@ -218,14 +226,9 @@ def mean_curve(setting: Setting, grid: np.ndarray
 
 def plot_curves(settings: list[Setting], out_path: Path, title: str) -> Path:
     """Mean learning curve per setting with a +/- std band across its seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     last = max((j.summary.get("env_steps") or 0 for s in settings for j in s.jobs), default=0)
     grid = np.linspace(0, max(last, 1), GRID_POINTS)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = new_figure(8, 4.5)
     for i, setting in enumerate(settings):
         curve = mean_curve(setting, grid)
         if curve is None:
@@ -236,18 +239,7 @@ def plot_curves(settings: list[Setting], out_path: Path, title: str) -> Path:
         if n > 1:
             ax.fill_between(grid[covered], (mean - std)[covered], (mean + std)[covered],
                             color=color, alpha=0.2, lw=0)
-    if ax.lines:
-        ax.legend(loc="best", fontsize="small")
-    else:
-        ax.text(0.5, 0.5, "no finished episode", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel(f"return (mean of last {WINDOW} episodes)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_path)
-    plt.close(fig)
-    return out_path
+    return save_returns_figure(fig, ax, out_path, title, f"return (mean of last {WINDOW} episodes)")
 
 
 def write_report(sweep_dir: Path) -> tuple[str, list[Path]]:
