@@ -16,12 +16,17 @@ class PluginError(UserError):
 
 
 class WorkerFailure(RuntimeError):
-    """A worker raised or died; carries the worker's rank and its traceback (or exit reason)."""
+    """A worker raised or died; carries the worker's rank and its traceback (or exit reason).
 
-    def __init__(self, rank: int, details: str):
+    ``fatal`` is true when the worker raised a :class:`FatalWorkerError`: the shared model itself
+    may be broken, so the run keeps its last good checkpoint instead of saving a final one.
+    """
+
+    def __init__(self, rank: int, details: str, fatal: bool = False):
         super().__init__(f"worker {rank} failed:\n{details}")
         self.rank = rank
         self.details = details
+        self.fatal = fatal
 
 
 class FatalWorkerError(RuntimeError):

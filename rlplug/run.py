@@ -176,7 +176,7 @@ def train(cfg: DictConfig | RunConfig, run_dir: Path, *, wandb_group: str | None
 
     monitor.tick_hooks.insert(0, stop_on_signal)
     monitor.tick_hooks.append(periodic)
-    status, error, signum = "completed", None, None
+    status, error, signum, fatal = "completed", None, None, False
     session_start = time.monotonic()
     with _signals_interrupt(received):
         try:
@@ -188,7 +188,7 @@ def train(cfg: DictConfig | RunConfig, run_dir: Path, *, wandb_group: str | None
         except KeyboardInterrupt:  # SIGINT where no handler could be installed
             status, signum = "interrupted", signal.SIGINT
         except WorkerFailure as exc:
-            status, error = "failed", str(exc)
+            status, error, fatal = "failed", str(exc), exc.fatal
         except Exception as exc:  # e.g. a full disk in the main process: record it, then raise
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             raise
@@ -198,8 +198,8 @@ def train(cfg: DictConfig | RunConfig, run_dir: Path, *, wandb_group: str | None
             session_s = time.monotonic() - session_start
             next_checkpoint[0] = 0  # no periodic checkpoint in close(): the final one decides
             monitor.close()
-            if status != "failed" or "NonFiniteError" not in (error or ""):
-                checkpoint()  # a non-finite model is not saved: the last good checkpoint stays
+            if not fatal:
+                checkpoint()  # after a fatal worker error (e.g. a non-finite loss) the last good one stays
             summary = {
                 "status": status, "env_steps": counters.env_steps, "episodes": counters.episodes,
                 "wall_s": round(monitor.wall_s, 3),

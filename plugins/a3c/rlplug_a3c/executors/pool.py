@@ -231,7 +231,7 @@ class WorkerPool(Executor):
         """Whether a failed worker gets a replacement; raises :class:`WorkerFailure` when the
         failure ends the run."""
         if fatal or self.cfg.on_worker_failure == "stop":
-            raise WorkerFailure(rank, details)
+            raise WorkerFailure(rank, details, fatal)
         if self._stop.is_set():
             # The run is ending anyway; a replacement would only be stopped again.
             log.warning("worker %d failed while the run was stopping: %s", rank, last_line(details))
