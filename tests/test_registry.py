@@ -83,12 +83,21 @@ def test_registering_two_objects_under_one_name_is_an_error() -> None:
     assert registry.get("mlp") is Alpha
 
 
-def test_entry_points_are_not_imported_until_get(make_distribution, monkeypatch) -> None:
+def _one_class_plugin(make_distribution, monkeypatch, dist_name: str, version: str, name: str,
+                      class_name: str) -> tuple[str, str]:
+    """An installed distribution whose entry point ``name`` (in a fresh group) is an empty class
+    in a fresh module; returns the group and the module name."""
     group = fresh_group()
-    module = f"lazy_plugin_{uuid.uuid4().hex[:8]}"
-    dist = make_distribution("lazy-plugin", "0.3", {group: {"lazy": f"{module}:Thing"}},
-                             {f"{module}.py": "class Thing:\n    pass\n"})
+    module = f"{dist_name.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+    dist = make_distribution(dist_name, version, {group: {name: f"{module}:{class_name}"}},
+                             {f"{module}.py": f"class {class_name}:\n    pass\n"})
     monkeypatch.syspath_prepend(str(dist.root))
+    return group, module
+
+
+def test_entry_points_are_not_imported_until_get(make_distribution, monkeypatch) -> None:
+    group, module = _one_class_plugin(make_distribution, monkeypatch, "lazy-plugin", "0.3",
+                                      "lazy", "Thing")
     registry: Registry[type] = Registry("thing", group)
     assert registry.names() == ["lazy"]
     assert "lazy" in registry
@@ -101,11 +110,8 @@ def test_entry_points_are_not_imported_until_get(make_distribution, monkeypatch)
 
 
 def test_an_entry_point_failing_the_contract_check_cannot_be_used(make_distribution, monkeypatch) -> None:
-    group = fresh_group()
-    module = f"not_a_network_{uuid.uuid4().hex[:8]}"
-    dist = make_distribution("odd-plugin", "1.0", {group: {"odd": f"{module}:NotANetwork"}},
-                             {f"{module}.py": "class NotANetwork:\n    pass\n"})
-    monkeypatch.syspath_prepend(str(dist.root))
+    group, module = _one_class_plugin(make_distribution, monkeypatch, "odd-plugin", "1.0",
+                                      "odd", "NotANetwork")
     registry: Registry[type] = Registry("network", group, check_subclass(Network))
     with pytest.raises(PluginError) as info:
         registry.get("odd")
