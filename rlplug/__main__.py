@@ -6,7 +6,7 @@ import sys
 
 
 def main() -> int:
-    from rlplug.cli import report_user_errors
+    from rlplug.errors import report_user_errors
 
     argv = sys.argv[1:]
     # Plugin discovery itself can fail on user input (two distributions claiming one name):

@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from rlplug.cli import report_user_errors
+from rlplug.errors import report_user_errors
 from rlplug.plugins import install_search_path
 from rlplug.run import train
 

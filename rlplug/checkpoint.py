@@ -1,18 +1,40 @@
-"""Checkpoints: written atomically, read back with checks that give one-line errors."""
+"""Checkpoints: written atomically, read back with checks that give one-line errors.
+
+A checkpoint holds tensors and plain data only (numbers, strings, lists, dicts): it is read with
+``torch.load(weights_only=True)``, so a crafted file can never run code when it is loaded.
+"""
 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from rlplug.errors import UserError
 
 CHECKPOINT_NAME = "checkpoint.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: tensors and plain data only (loaded with weights_only=True)
+
+
+def rng_state() -> dict[str, Any]:
+    """The main process's torch and numpy RNG states as tensors and plain data."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                      "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    numpy = state["numpy"]
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
+                         numpy["has_gauss"], numpy["cached"]))
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -85,7 +107,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint (file or run directory); :class:`UserError` if missing or corrupt."""
     path = resolve_checkpoint(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain containers only; anything else (code) is refused
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(f"{path} is not an rlplug checkpoint (it holds objects other than "
+                        f"tensors and plain data, so it was not loaded); use a checkpoint.pt "
+                        f"written by rlplug") from exc
     except Exception as exc:
         raise UserError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}); "
                         f"use another run's checkpoint") from exc
@@ -97,8 +124,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def check_compatible(saved_cfg: dict[str, Any], cfg: dict[str, Any], path: str | Path) -> None:
-    """The saved run and the new config must agree on what shapes the model: env and network."""
-    for section, keys in (("env", ("id", "obs_indices")), ("network", None), ("algo", ("name",))):
+    """The saved run and the new config must agree on what shapes the model and what it sees:
+    the env (id, its arguments, observation selection and scaling), the network and the
+    algorithm's kind."""
+    env_keys = ("id", "kwargs", "obs_indices", "normalize_obs")
+    for section, keys in (("env", env_keys), ("network", None), ("algo", ("name",))):
         saved, new = saved_cfg.get(section, {}), cfg.get(section, {})
         # "name" first: another network type differs in every key, and its name says it best
         for key in keys or sorted(set(saved) | set(new), key=lambda k: (k != "name", k)):

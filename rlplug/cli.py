@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import difflib
 import importlib.resources
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -26,9 +22,13 @@ from omegaconf.errors import (
     OmegaConfBaseException,
 )
 
+from rlplug.build import build_algorithm, build_executor
+from rlplug.config import to_run_config
+from rlplug.envs import probe_env
 from rlplug.errors import UserError
 from rlplug.plugins import COMPONENTS, broken_plugins, load_config_plugins
 from rlplug.registry import suggest
+from rlplug.resume import check_resumable
 
 GROUPS = ("env", "algo", "network", "executor", "logger", "experiment")
 MAX_PREFLIGHT_JOBS = 256
@@ -36,19 +36,6 @@ _HYDRA_FLAGS_WITHOUT_RUN = ("--help", "-h", "--hydra-help", "--info", "-i", "--c
                             "--shell-completion", "-sc", "--config-path", "-cp", "--config-name",
                             "-cn", "--config-dir", "-cd", "--experimental-rerun", "--version",
                             "--package", "-p", "--resolve")
-
-
-@contextmanager
-def report_user_errors(prog: str) -> Iterator[None]:
-    """Print a :class:`UserError` as ``<prog>: error: <message>`` and exit 2 (traceback only with
-    ``HYDRA_FULL_ERROR=1``)."""
-    try:
-        yield
-    except UserError as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def group_options(group: str) -> list[str]:
@@ -140,10 +127,6 @@ def preflight(argv: list[str]) -> None:
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if not a.startswith("-")
                  and not a.startswith(("hydra.", "hydra/", "+hydra", "++hydra"))]
-    from rlplug.config import to_run_config
-    from rlplug.envs import probe_env
-    from rlplug.run import build_algorithm, check_resumable
-
     checked: set[str] = set()
     with initialize_config_module(config_module="rlplug.conf", version_base="1.3"):
         for job in _jobs(overrides, multirun):
@@ -166,5 +149,6 @@ def preflight(argv: list[str]) -> None:
             for group, registry in COMPONENTS.items():
                 registry.get(getattr(run, group).name)
             algo = build_algorithm(run, spec)
+            build_executor(run)
             if run.resume:
                 check_resumable(run, algo)

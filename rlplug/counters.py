@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
+from rlplug.contracts import Counters
 
-class SharedCounters:
+
+class SharedCounters(Counters):
     """Env steps and episodes summed over all workers, in shared memory.
 
     Works for threads and for processes started with any start method (the array and its lock are

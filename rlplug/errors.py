@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class UserError(Exception):
     """A mistake in the user's input (config, command line, files).
@@ -32,3 +37,16 @@ class WorkerFailure(RuntimeError):
 class FatalWorkerError(RuntimeError):
     """Raised in a worker for a failure that restarting cannot fix (e.g. a non-finite loss in the
     shared model): executors end the run instead of restarting the worker."""
+
+
+@contextmanager
+def report_user_errors(prog: str) -> Iterator[None]:
+    """Print a :class:`UserError` as ``<prog>: error: <message>`` and exit 2 (traceback only with
+    ``HYDRA_FULL_ERROR=1``)."""
+    try:
+        yield
+    except UserError as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -13,117 +13,23 @@ rgb_array rendering), ``deterministic`` (true: the policy's mode; false: sample 
 from __future__ import annotations
 
 import json
-import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from rlplug.build import build_algorithm
 from rlplug.checkpoint import load_checkpoint, resolve_checkpoint
-from rlplug.config import EnvConfig, RunConfig
+from rlplug.config import RunConfig
 from rlplug.contracts import Algorithm
-from rlplug.envs import make_env, probe_env
-from rlplug.errors import UserError
-
-
-@dataclass
-class EvalResult:
-    returns: list[float]
-    lengths: list[int]
-    video: Path | None = None
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.returns))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.returns))
-
-
-class _VideoWriter:
-    """Streams rgb frames into an mp4 (frames are not kept in memory: a long evaluation of a
-    large frame would not fit)."""
-
-    def __init__(self, path: Path, fps: int):
-        try:
-            import imageio.v2 as imageio
-        except ImportError as exc:
-            raise UserError("writing a video needs imageio and imageio-ffmpeg: "
-                            "pip install 'rlplug[video]'") from exc
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        # macro_block_size=1: keep the env's frame size instead of rescaling to multiples of 16.
-        self._writer = imageio.get_writer(path, fps=fps, macro_block_size=1)
-        self.frames = 0
-
-    def add(self, frame: np.ndarray) -> None:
-        self._writer.append_data(np.asarray(frame))
-        self.frames += 1
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-def evaluate_policy(algo: Algorithm, env_cfg: EnvConfig, episodes: int, *, seed: int = 0,
-                    deterministic: bool = True, video_path: Path | None = None) -> EvalResult:
-    """Run ``episodes`` episodes (env seeds ``seed``, ``seed + 1``, ...) with the algorithm's
-    actor: its deterministic action (the policy's mode) unless ``deterministic`` is False.
-    With ``video_path``, every frame is rendered (gymnasium's ``rgb_array``) into that mp4."""
-    if video_path is not None:
-        # rgb_array rendering draws off-screen: no window, so no display is needed (headless runs).
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    try:
-        env = make_env(env_cfg, render_mode="rgb_array" if video_path else None)
-    except Exception as exc:
-        if video_path is not None and "pygame" in str(exc):
-            raise UserError("rendering this env needs pygame: pip install 'rlplug[video]'") from exc
-        raise
-    actor = algo.actor(deterministic)
-    returns, lengths = [], []
-    writer = None
-    try:
-        if video_path is not None:
-            writer = _VideoWriter(Path(video_path), int(env.metadata.get("render_fps") or 30))
-        for episode in range(episodes):
-            obs, _ = env.reset(seed=seed + episode)
-            actor.reset()  # a recurrent policy starts every episode from its initial state
-            total, length, done = 0.0, 0, False
-            while not done:
-                if writer is not None:
-                    writer.add(_render(env))
-                obs, reward, terminated, truncated, _ = env.step(actor.act(obs))
-                total += float(reward)
-                length += 1
-                done = terminated or truncated
-            if writer is not None:
-                writer.add(_render(env))  # the final state, so the video shows how it ended
-            returns.append(total)
-            lengths.append(length)
-    finally:
-        env.close()
-        if writer is not None:
-            writer.close()
-    return EvalResult(returns, lengths, writer.path if writer is not None else None)
-
-
-def _render(env: Any) -> np.ndarray:
-    try:
-        return env.render()
-    except Exception as exc:
-        if "pygame" in str(exc).lower():
-            raise UserError("rendering this env needs pygame: pip install 'rlplug[video]'") from exc
-        raise
+from rlplug.envs import probe_env
+from rlplug.errors import UserError, report_user_errors
+from rlplug.evaluation import evaluate_policy
+from rlplug.plugins import load_config_plugins
+from rlplug.schemas import run_config_from_dict
 
 
 def load_run(path: str | Path) -> tuple[RunConfig, Algorithm, dict[str, Any]]:
     """Rebuild the algorithm of a saved run (any registered network) from its checkpoint."""
-    from rlplug.plugins import load_config_plugins
-    from rlplug.run import build_algorithm
-    from rlplug.schemas import run_config_from_dict
-
     load_config_plugins()
     payload = load_checkpoint(path)
     run = run_config_from_dict(payload["config"])
@@ -173,8 +79,6 @@ def parse_options(args: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rlplug.cli import report_user_errors
-
     argv = sys.argv[1:] if argv is None else argv
     with report_user_errors("rlplug.evaluate"):
         if not argv or argv[0].startswith("-"):

@@ -62,7 +62,6 @@ class Monitor:
         self._file = self.metrics_path.open("a", encoding="utf-8")
         self._last_rate = (time.monotonic(), counters.env_steps)
         self.steps_per_s = 0.0
-        self.tick_hooks: list[Any] = []
         self.bar = tqdm(total=total_steps, initial=counters.env_steps, unit="step",
                         disable=not show_progress, dynamic_ncols=True, smoothing=0.1,
                         desc="rlplug")
@@ -97,8 +96,6 @@ class Monitor:
                              sps=f"{self.steps_per_s:,.0f}", refresh=False)
         self.bar.refresh()
         self._file.flush()
-        for hook in self.tick_hooks:
-            hook()
 
     def close(self) -> None:
         self.on_tick()

@@ -257,7 +257,7 @@ def write_report(sweep_dir: Path) -> tuple[str, list[Path]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rlplug.cli import report_user_errors
+    from rlplug.errors import report_user_errors
 
     argv = sys.argv[1:] if argv is None else argv
     with report_user_errors("rlplug.report"):

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from rlplug import messages
-from rlplug.contracts import Executor, Network, State, WorkerContext
+from rlplug.contracts import Executor, Network, SharedModel, State, WorkerContext
 from rlplug.counters import SharedCounters
 from rlplug.errors import WorkerFailure
 
@@ -256,6 +256,44 @@ def assert_nothing_left(threads_before: set[int], processes_before: list[str],
 
 
 # -- executors ---------------------------------------------------------------------------------
+class CountingModel(SharedModel):
+    """A tiny :class:`~rlplug.contracts.SharedModel` for executor checks: a few parameters in
+    shared memory, plain SGD under a lock, and a shared update count (picklable, for processes)."""
+
+    def __init__(self, size: int = 4) -> None:
+        import multiprocessing as mp
+
+        self.params = torch.zeros(size).share_memory_()
+        self._version = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._lock = mp.get_context("spawn").Lock()
+
+    @property
+    def num_parameters(self) -> int:
+        return self.params.numel()
+
+    @property
+    def version(self) -> int:
+        return int(self._version)
+
+    def pull(self, out: torch.Tensor) -> int:
+        version = int(self._version)
+        out.copy_(self.params)
+        return version
+
+    def push(self, grad: torch.Tensor, lr: float) -> int:
+        with self._lock:
+            self.params.add_(grad, alpha=-lr)
+            self._version += 1
+            return int(self._version)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"params": self.params.clone(), "version": int(self._version)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.params.copy_(state["params"])
+        self._version.fill_(int(state["version"]))
+
+
 @dataclass
 class StepWorker:
     """A trivial worker function (picklable, so process executors can run it): says hello, then
@@ -276,6 +314,9 @@ class StepWorker:
             if granted == 0:  # budget spent: the executor must now turn stop_requested() true
                 time.sleep(0.005)
                 continue
+            local = torch.zeros(ctx.model.num_parameters)
+            ctx.model.pull(local)
+            ctx.model.push(-torch.ones_like(local), 1.0)  # every parameter counts the pushes
             env_step = ctx.counters.add(granted, episodes=1)
             ctx.send(messages.episode(ctx.rank, env_step, float(ctx.seed), granted))
             if ctx.rank == self.fail_rank:
@@ -295,6 +336,7 @@ class ExecutorRun:
     error: BaseException | None
     timed_out: bool
     off_main_thread: list[str]
+    model_state: dict[str, Any] | None = None  # the hosted model's state after the run
 
 
 def run_executor(cls: type[Executor], cfg: Any, target: Callable[[WorkerContext], None], *,
@@ -340,16 +382,21 @@ def run_executor(cls: type[Executor], cfg: Any, target: Callable[[WorkerContext]
     watchdog.daemon = True
     watchdog.start()
     error: BaseException | None = None
+    model_state = None
     try:
-        executor.run(target, seeds=seeds, counters=counters, total_steps=total_steps,
-                     on_message=on_message, on_tick=on_tick, tick_s=tick_s, report_every_s=0.5)
+        hosted = executor.host(CountingModel())
+        executor.run(target, model=hosted, seeds=seeds, counters=counters,
+                     total_steps=total_steps, on_message=on_message, on_tick=on_tick,
+                     tick_s=tick_s, report_every_s=0.5)
+        model_state = hosted.state_dict()
     except (Exception, KeyboardInterrupt) as exc:
         error = exc
     finally:
         watchdog.cancel()
         watchdog.join()
+        executor.close()
     return ExecutorRun(seen, ticks[0], counters.env_steps, counters.episodes, seeds, error,
-                       timed_out.is_set(), off_main)
+                       timed_out.is_set(), off_main, model_state)
 
 
 def _snapshot() -> tuple[set[int], list[str]]:
@@ -396,6 +443,9 @@ def check_executor(cls: type[Executor], cfg: Any, *, total_steps: int = 300, chu
     assert sum(m["length"] for m in episodes) == total_steps, \
         "messages were lost: the episode messages do not add up to the steps the workers recorded"
     assert len(episodes) == run.episodes, "counters.episodes does not match the episode messages"
+    assert run.model_state is not None and int(run.model_state["version"]) == len(episodes), \
+        (f"the hosted model saw {run.model_state and run.model_state['version']} pushes, the workers "
+         f"made {len(episodes)}: ctx.model must be the handle host() returned")
     assert not run.off_main_thread, f"{sorted(set(run.off_main_thread))} called outside the main thread"
     assert run.ticks >= 1, "on_tick was never called"
 

@@ -140,7 +140,7 @@ def test_evaluate_rejects_a_bad_checkpoint_with_one_line(target, corrupt_run, ca
              "not_a_checkpoint": tmp_path / "notes.pt"}
     paths["not_a_checkpoint"].write_text("not a checkpoint\n")
     fragments = {"missing": "no checkpoint at", "corrupt": "is corrupt or unreadable",
-                 "not_a_checkpoint": "is corrupt or unreadable"}
+                 "not_a_checkpoint": "is not an rlplug checkpoint"}
 
     with pytest.raises(SystemExit) as exited:
         evaluate.main([str(paths[target]), "episodes=1"])

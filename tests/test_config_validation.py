@@ -12,7 +12,7 @@ from rlplug.cli import group_options
 from rlplug.config import to_run_config
 from rlplug.envs import probe_env
 from rlplug.plugins import install_search_path
-from rlplug.run import build_algorithm
+from rlplug.build import build_algorithm
 
 # Would train quickly if validation let a bad value through (and then leave outputs behind).
 BASE = ("env=cartpole", "executor=thread", "executor.workers=1", "total_steps=500",

@@ -27,7 +27,8 @@ from rlplug.envs import probe_env
 from rlplug.errors import UserError
 from rlplug.outputs import read_metrics
 from rlplug.plugins import install_search_path
-from rlplug.run import build_algorithm, check_resumable
+from rlplug.build import build_algorithm
+from rlplug.resume import check_resumable
 
 HANG_GUARD_S = 300  # only against hangs; nothing here asserts on timing
 # One worker: the shared optimizer's step count is then exact (two processes could race on it).
@@ -72,7 +73,7 @@ def test_resume_continues_model_optimizer_counters_and_metrics_exactly(tmp_path)
     first_episodes = [r for r in first_rows if r["kind"] == "episode"]
     assert saved["env_steps"] == n
     assert saved["episodes"] == len(first_episodes) > 0
-    assert saved["algorithm"]["optimizer"]["step"].item() == updates_in(first_rows)
+    assert saved["algorithm"]["model"]["optimizer"]["step"].item() == updates_in(first_rows)
 
     # What resume loads is exactly the first run's final state.
     run = compose_run(f"resume={first}", f"total_steps={2 * n}")
@@ -96,8 +97,8 @@ def test_resume_continues_model_optimizer_counters_and_metrics_exactly(tmp_path)
     assert [r["episode"] for r in new_episodes] == list(
         range(saved["episodes"] + 1, saved["episodes"] + len(new_episodes) + 1))
     # Adam's step count (its bias correction) continues from the saved value.
-    assert final["algorithm"]["optimizer"]["step"].item() == (
-        saved["algorithm"]["optimizer"]["step"].item() + updates_in(new_rows))
+    assert final["algorithm"]["model"]["optimizer"]["step"].item() == (
+        saved["algorithm"]["model"]["optimizer"]["step"].item() + updates_in(new_rows))
     assert final["wall_s"] > saved["wall_s"]
     summary = json.loads((second / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["resumed_from"] == str(first)

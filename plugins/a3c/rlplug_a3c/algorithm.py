@@ -8,11 +8,12 @@ from typing import Any
 import torch
 
 from rlplug.config import EnvConfig
-from rlplug.contracts import Actor, Algorithm, Network, WorkerContext
+from rlplug.contracts import Actor, Algorithm, Network, SharedModel, WorkerContext
 from rlplug.envs import EnvSpec
 from rlplug_a3c.action_heads import make_action_head
 from rlplug_a3c.configs import A3CConfig
 from rlplug_a3c.flat_params import flatten_parameters
+from rlplug_a3c.global_model import GlobalModel
 from rlplug_a3c.shared_optim import SharedAdam, SharedOptimizer, SharedRMSprop
 from rlplug_a3c.worker import A3CWorker
 
@@ -21,7 +22,8 @@ class A3C(Algorithm):
     """Asynchronous advantage actor-critic (Mnih et al. 2016).
 
     The global network's parameters are one flat tensor in shared memory; the optimizer's
-    statistics too. Workers (threads or processes) each own an env and a local network copy.
+    statistics too (together: :class:`GlobalModel`, the run's shared model). Workers each own
+    their envs and a local network copy, and reach the global model only through ``ctx.model``.
     """
 
     def __init__(self, cfg: A3CConfig, env_cfg: EnvConfig, spec: EnvSpec,
@@ -33,6 +35,11 @@ class A3C(Algorithm):
         self.global_net = build_network(self.head.policy_dim)
         self.params = flatten_parameters(self.global_net, shared=True)
         self.optimizer = self._make_optimizer()
+        self._model = GlobalModel(self.params, self.optimizer)
+
+    @property
+    def model(self) -> SharedModel:
+        return self._model
 
     def _make_optimizer(self) -> SharedOptimizer:
         lr_scale = None
@@ -47,16 +54,6 @@ class A3C(Algorithm):
 
     def run_worker(self, ctx: WorkerContext) -> None:
         A3CWorker(self, ctx).run()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": {k: v.clone() for k, v in self.global_net.state_dict().items()},
-                "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        # load_state_dict copies in place, so the parameters stay views of the shared flat tensor
-        self.global_net.load_state_dict(state["model"])
-        if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
 
     def actor(self, deterministic: bool = True) -> Actor:
         return A3CActor(self, deterministic)

@@ -39,11 +39,14 @@ class SharedOptimizer:
     def step_count(self) -> int:
         return int(self.state["step"].item())
 
-    def step(self, grad: torch.Tensor, lr: float) -> None:
-        """Apply one worker's (flat) gradient to the shared parameters, atomically."""
+    def step(self, grad: torch.Tensor, lr: float) -> int:
+        """Apply one worker's (flat) gradient to the shared parameters, atomically; returns the
+        step count after this step."""
         with self._lock:
             self.state["step"] += 1
-            self._update(grad, lr, self.state["step"].item())
+            t = self.state["step"].item()
+            self._update(grad, lr, t)
+        return int(t)
 
     def _update(self, grad: torch.Tensor, lr: float, t: float) -> None:
         raise NotImplementedError

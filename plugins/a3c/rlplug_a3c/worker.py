@@ -158,14 +158,17 @@ class A3CWorker:
         if self.cfg.max_grad_norm is not None and grad_norm > self.cfg.max_grad_norm:
             self.grad.mul_(self.cfg.max_grad_norm / (grad_norm + 1e-6))
         lr = self.learning_rate()
-        self.algo.optimizer.step(self.grad, lr)
+        version = self.ctx.model.push(self.grad, lr)
+        # global updates by other workers between this worker's pull and its push
+        staleness = max(0, version - 1 - self.pulled_version)
         return {"policy_loss": float(losses.policy.detach()),
                 "value_loss": float(losses.value.detach()),
-                "entropy": float(losses.entropy.detach()), "grad_norm": grad_norm, "lr": lr}
+                "entropy": float(losses.entropy.detach()), "grad_norm": grad_norm, "lr": lr,
+                "staleness": float(staleness)}
 
     def pull(self) -> None:
         """Copy the global parameters into the local network (one flat copy)."""
-        self.params.copy_(self.algo.params)
+        self.pulled_version = self.ctx.model.pull(self.params)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:

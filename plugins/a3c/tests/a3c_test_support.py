@@ -55,7 +55,7 @@ def a3c_updates_in_child(algos: list[Any], seed: int, updates: int, result: Any)
     from rlplug_a3c.worker import A3CWorker
 
     for algo in algos:
-        ctx = WorkerContext(rank=0, seed=seed, counters=SharedCounters(), total_steps=10**9,
+        ctx = WorkerContext(rank=0, seed=seed, counters=SharedCounters(), model=algo.model, total_steps=10**9,
                             send=lambda _msg: None, stop_requested=lambda: False)
         worker = A3CWorker(algo, ctx)
         for _ in range(updates):

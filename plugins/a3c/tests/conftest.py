@@ -16,7 +16,8 @@ from rlplug.contracts import WorkerContext
 from rlplug.counters import SharedCounters
 from rlplug.envs import probe_env
 from rlplug.plugins import install_search_path
-from rlplug.run import RunResult, build_algorithm, train
+from rlplug.build import build_algorithm
+from rlplug.run import RunResult, train
 from rlplug.testing import assert_nothing_left, live_child_processes
 from rlplug_a3c.algorithm import A3C
 from rlplug_a3c.worker import A3CWorker
@@ -60,7 +61,7 @@ def make_worker(compose_run: Callable[..., RunConfig]) -> Callable[..., A3CWorke
         algo = build_algorithm(run, probe_env(run.env))
         assert isinstance(algo, A3C)
         sink = messages if messages is not None else []
-        ctx = WorkerContext(rank=0, seed=seed, counters=SharedCounters(), total_steps=run.total_steps,
+        ctx = WorkerContext(rank=0, seed=seed, counters=SharedCounters(), model=algo.model, total_steps=run.total_steps,
                             send=sink.append, stop_requested=lambda: False)
         return A3CWorker(algo, ctx)
     return make_worker

@@ -25,9 +25,11 @@ from rlplug.contracts import State, WorkerContext
 from rlplug.counters import SharedCounters
 from rlplug.envs import make_env, probe_env
 from rlplug.errors import UserError
-from rlplug.evaluate import evaluate_policy, load_run
+from rlplug.evaluate import load_run
+from rlplug.evaluation import evaluate_policy
 from rlplug.plugins import install_search_path
-from rlplug.run import build_algorithm, train
+from rlplug.build import build_algorithm
+from rlplug.run import train
 from rlplug_a3c.networks.lstm import LSTMActorCritic
 from rlplug_a3c.worker import A3CWorker, Segment
 
@@ -51,7 +53,7 @@ def compose_run(*overrides: str) -> RunConfig:
 
 def make_worker(run: RunConfig) -> A3CWorker:
     algo = build_algorithm(run, probe_env(run.env))
-    ctx = WorkerContext(rank=0, seed=run.seed, counters=SharedCounters(), total_steps=run.total_steps,
+    ctx = WorkerContext(rank=0, seed=run.seed, counters=SharedCounters(), model=algo.model, total_steps=run.total_steps,
                         send=lambda msg: None, stop_requested=lambda: False)
     return A3CWorker(algo, ctx)
 
@@ -296,9 +298,9 @@ def test_lstm_trains_under_each_executor_and_survives_checkpoint_load_and_resume
     net = algo.global_net
     assert isinstance(net, LSTMActorCritic)
     # the loaded global net holds the trained weights (not a fresh initialisation) ...
-    saved = payload["algorithm"]["model"]
-    for name, tensor in net.state_dict().items():
-        assert torch.equal(tensor, saved[name]), name
+    saved = net.state_dict()
+    flat = payload["algorithm"]["model"]["params"]
+    assert torch.equal(flat, torch.cat([p.detach().reshape(-1) for p in net.parameters()]))
     fresh = build_algorithm(run, probe_env(run.env)).global_net
     obs = torch.randn(9, 1, 2, generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(_outputs(fresh, obs)[0], _outputs(net, obs)[0])

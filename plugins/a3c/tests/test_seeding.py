@@ -7,7 +7,7 @@ import torch
 
 from rlplug import messages
 from rlplug.checkpoint import load_checkpoint
-from rlplug.run import worker_seeds
+from rlplug.build import worker_seeds
 
 SHORT_RUN = ("env=cartpole", "executor=thread", "total_steps=2000")
 
@@ -34,9 +34,9 @@ def test_same_seed_replays_the_same_run_with_one_thread_worker(train_run, metric
         runs.append(_returns(metrics_rows(tmp_path / name)))
     assert len(runs[0]) > 20
     assert runs[0] == runs[1]
-    model_a = load_checkpoint(tmp_path / "a")["algorithm"]["model"]
-    model_b = load_checkpoint(tmp_path / "b")["algorithm"]["model"]
-    assert all(torch.equal(model_a[k], model_b[k]) for k in model_a)
+    model_a = load_checkpoint(tmp_path / "a")["algorithm"]["model"]["params"]
+    model_b = load_checkpoint(tmp_path / "b")["algorithm"]["model"]["params"]
+    assert torch.equal(model_a, model_b)
 
 
 def test_different_seeds_give_different_runs(train_run, metrics_rows, tmp_path) -> None:

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 from rlplug.config import EnvConfig
 from rlplug.envs import probe_env
-from rlplug.run import NetworkBuilder
+from rlplug.build import NetworkBuilder
 from rlplug_a3c.algorithm import A3C
 from rlplug_a3c.configs import A3CConfig, FeedForwardConfig
 from rlplug_a3c.networks.feedforward import FeedForwardActorCritic

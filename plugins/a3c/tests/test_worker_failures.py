@@ -26,7 +26,7 @@ import pytest
 from rlplug.checkpoint import all_finite, load_checkpoint
 from rlplug.counters import SharedCounters
 from rlplug.errors import WorkerFailure
-from rlplug.testing import StepWorker, descendant_processes, run_executor
+from rlplug.testing import CountingModel, StepWorker, descendant_processes, run_executor
 from rlplug_a3c.configs import ProcessExecutorConfig, ThreadExecutorConfig
 from rlplug_a3c.executors.process import ProcessExecutor
 from rlplug_a3c.executors.thread import ThreadExecutor
@@ -213,7 +213,8 @@ def test_process_worker_that_ignores_stop_is_killed_after_stop_timeout(support_o
         pids.append(msg["pid"])
         executor.request_stop()
 
-    executor.run(a3c_failure_helpers.ignore_stop, seeds=[0], counters=SharedCounters(),
+    executor.run(a3c_failure_helpers.ignore_stop, model=CountingModel(), seeds=[0],
+                 counters=SharedCounters(),
                  total_steps=100, on_message=on_message, on_tick=lambda: None)
 
     assert len(pids) == 1

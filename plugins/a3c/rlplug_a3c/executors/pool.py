@@ -27,7 +27,14 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from rlplug.contracts import Executor, MessageHandler, TickHandler, WorkerContext
+from rlplug.contracts import (
+    Counters,
+    Executor,
+    MessageHandler,
+    SharedModel,
+    TickHandler,
+    WorkerContext,
+)
 from rlplug.counters import SharedCounters
 from rlplug.errors import FatalWorkerError, WorkerFailure
 from rlplug_a3c.configs import ExecutorConfig
@@ -163,9 +170,11 @@ class WorkerPool(Executor):
     def request_stop(self) -> None:
         self._stop_asked = True
 
-    def run(self, target: Callable[[WorkerContext], None], *, seeds: list[int],
-            counters: SharedCounters, total_steps: int, on_message: MessageHandler,
-            on_tick: TickHandler, tick_s: float = 0.2, report_every_s: float = 2.0) -> None:
+    def run(self, target: Callable[[WorkerContext], None], *, model: SharedModel,
+            seeds: list[int], counters: Counters, total_steps: int,
+            on_message: MessageHandler, on_tick: TickHandler, tick_s: float = 0.2,
+            report_every_s: float = 2.0) -> None:
+        assert isinstance(counters, SharedCounters), "the pool shares SharedCounters' memory"
         self._stop = StopFlag()
         self._stop_asked, self._stopping_since = False, None
         self._on_message = on_message
@@ -177,7 +186,7 @@ class WorkerPool(Executor):
 
         def start(rank: int, seed: int) -> None:
             def make_ctx(send: Send) -> WorkerContext:
-                return WorkerContext(rank, seed, worker_counters[rank], total_steps, send,
+                return WorkerContext(rank, seed, worker_counters[rank], model, total_steps, send,
                                      self._stop.is_set, report_every_s)
 
             handles[rank] = self._start(target, make_ctx)

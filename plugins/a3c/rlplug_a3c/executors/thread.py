@@ -10,8 +10,7 @@ from typing import Any
 
 import torch
 
-from rlplug.contracts import MessageHandler, TickHandler, WorkerContext
-from rlplug.counters import SharedCounters
+from rlplug.contracts import Counters, MessageHandler, SharedModel, TickHandler, WorkerContext
 from rlplug_a3c.configs import ThreadExecutorConfig
 from rlplug_a3c.executors.pool import ContextFactory, WorkerPool, run_target
 
@@ -53,15 +52,17 @@ class ThreadExecutor(WorkerPool):
     def _alive(self, handle: threading.Thread) -> bool:
         return handle.is_alive()
 
-    def run(self, target: Callable[[WorkerContext], None], *, seeds: list[int],
-            counters: SharedCounters, total_steps: int, on_message: MessageHandler,
-            on_tick: TickHandler, tick_s: float = 0.2, report_every_s: float = 2.0) -> None:
+    def run(self, target: Callable[[WorkerContext], None], *, model: SharedModel,
+            seeds: list[int], counters: Counters, total_steps: int,
+            on_message: MessageHandler, on_tick: TickHandler, tick_s: float = 0.2,
+            report_every_s: float = 2.0) -> None:
         # torch's intra-op threads would oversubscribe the cores the worker threads already use
         previous = torch.get_num_threads()
         torch.set_num_threads(1)
         self._queue = queue.Queue()  # nothing from an earlier run's threads
         try:
-            super().run(target, seeds=seeds, counters=counters, total_steps=total_steps,
+            super().run(target, model=model, seeds=seeds, counters=counters,
+                        total_steps=total_steps,
                         on_message=on_message, on_tick=on_tick, tick_s=tick_s,
                         report_every_s=report_every_s)
         finally:
