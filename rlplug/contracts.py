@@ -254,7 +254,9 @@ class Executor(abc.ABC):
         :meth:`host` returned."""
 
     def close(self) -> None:
-        """Release what :meth:`host` acquired (remote processes, clusters); idempotent."""
+        """Release what :meth:`host` acquired (remote processes, clusters); idempotent. The
+        default has nothing to release."""
+        return None
 
     @abc.abstractmethod
     def request_stop(self) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
+from rlplug.build import build_algorithm
 from rlplug.cli import group_options
 from rlplug.config import to_run_config
 from rlplug.envs import probe_env
 from rlplug.plugins import install_search_path
-from rlplug.build import build_algorithm
 
 # Would train quickly if validation let a bad value through (and then leave outputs behind).
 BASE = ("env=cartpole", "executor=thread", "executor.workers=1", "total_steps=500",

@@ -18,8 +18,8 @@ from hydra import compose, initialize_config_module
 
 from rlplug.config import RunConfig, to_run_config
 from rlplug.evaluate import load_run
-from rlplug.evaluation import evaluate_policy
 from rlplug.evaluate import main as evaluate_main
+from rlplug.evaluation import evaluate_policy
 from rlplug.plugins import install_search_path
 from rlplug.run import train
 

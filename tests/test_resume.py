@@ -21,13 +21,13 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
+from rlplug.build import build_algorithm
 from rlplug.checkpoint import all_finite, load_checkpoint, save_checkpoint
 from rlplug.config import to_run_config
 from rlplug.envs import probe_env
 from rlplug.errors import UserError
 from rlplug.outputs import read_metrics
 from rlplug.plugins import install_search_path
-from rlplug.build import build_algorithm
 from rlplug.resume import check_resumable
 
 HANG_GUARD_S = 300  # only against hangs; nothing here asserts on timing

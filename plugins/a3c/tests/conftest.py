@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from hydra import compose, initialize_config_module
 
+from rlplug.build import build_algorithm
 from rlplug.config import RunConfig, to_run_config
 from rlplug.contracts import WorkerContext
 from rlplug.counters import SharedCounters
 from rlplug.envs import probe_env
 from rlplug.plugins import install_search_path
-from rlplug.build import build_algorithm
 from rlplug.run import RunResult, train
 from rlplug.testing import assert_nothing_left, live_child_processes
 from rlplug_a3c.algorithm import A3C

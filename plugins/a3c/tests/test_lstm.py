@@ -20,6 +20,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
+from rlplug.build import build_algorithm
 from rlplug.config import RunConfig, to_run_config
 from rlplug.contracts import State, WorkerContext
 from rlplug.counters import SharedCounters
@@ -28,7 +29,6 @@ from rlplug.errors import UserError
 from rlplug.evaluate import load_run
 from rlplug.evaluation import evaluate_policy
 from rlplug.plugins import install_search_path
-from rlplug.build import build_algorithm
 from rlplug.run import train
 from rlplug_a3c.networks.lstm import LSTMActorCritic
 from rlplug_a3c.worker import A3CWorker, Segment

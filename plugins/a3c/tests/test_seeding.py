@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from rlplug import messages
-from rlplug.checkpoint import load_checkpoint
 from rlplug.build import worker_seeds
+from rlplug.checkpoint import load_checkpoint
 
 SHORT_RUN = ("env=cartpole", "executor=thread", "total_steps=2000")
 

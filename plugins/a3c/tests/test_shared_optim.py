@@ -8,9 +8,9 @@ import copy
 import torch
 import torch.multiprocessing as mp
 
+from rlplug.build import NetworkBuilder
 from rlplug.config import EnvConfig
 from rlplug.envs import probe_env
-from rlplug.build import NetworkBuilder
 from rlplug_a3c.algorithm import A3C
 from rlplug_a3c.configs import A3CConfig, FeedForwardConfig
 from rlplug_a3c.networks.feedforward import FeedForwardActorCritic
