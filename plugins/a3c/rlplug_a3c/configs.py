@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 
 from rlplug.config import require
+from rlplug.workerpool import WorkerPoolConfig
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 
@@ -113,31 +114,12 @@ class LSTMConfig:
 
 
 @dataclass
-class ExecutorConfig:
-    name: str = "process"
-    workers: int = 2
-    on_worker_failure: str = "restart"  # restart | stop
-    max_restarts: int = 3  # restarts allowed over the whole run before it fails
-    stop_timeout_s: float = 5.0  # how long workers get to stop before they are terminated
-
-    def __post_init__(self) -> None:
-        require(self.workers >= 1, "executor.workers", "must be >= 1", self.workers,
-                "executor.workers=2")
-        require(self.on_worker_failure in ("restart", "stop"), "executor.on_worker_failure",
-                "must be restart or stop", self.on_worker_failure, "executor.on_worker_failure=stop")
-        require(self.max_restarts >= 0, "executor.max_restarts", "must be >= 0",
-                self.max_restarts, "executor.max_restarts=3")
-        require(self.stop_timeout_s > 0, "executor.stop_timeout_s", "must be > 0",
-                self.stop_timeout_s, "executor.stop_timeout_s=5")
-
-
-@dataclass
-class ThreadExecutorConfig(ExecutorConfig):
+class ThreadExecutorConfig(WorkerPoolConfig):
     name: str = "thread"
 
 
 @dataclass
-class ProcessExecutorConfig(ExecutorConfig):
+class ProcessExecutorConfig(WorkerPoolConfig):
     name: str = "process"
     start_method: str = "spawn"  # spawn is safe under Hydra's joblib launcher; forkserver also works
 

@@ -21,8 +21,8 @@ import torch
 import torch.multiprocessing as mp
 
 from rlplug.contracts import WorkerContext
+from rlplug.workerpool import ContextFactory, WorkerPool, run_target
 from rlplug_a3c.configs import ProcessExecutorConfig
-from rlplug_a3c.executors.pool import ContextFactory, WorkerPool, run_target
 
 
 def _process_main(target: Callable[[WorkerContext], None], ctx: WorkerContext,

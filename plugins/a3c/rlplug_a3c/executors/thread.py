@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from rlplug.contracts import Counters, MessageHandler, SharedModel, TickHandler, WorkerContext
+from rlplug.workerpool import ContextFactory, WorkerPool, run_target
 from rlplug_a3c.configs import ThreadExecutorConfig
-from rlplug_a3c.executors.pool import ContextFactory, WorkerPool, run_target
 
 log = logging.getLogger(__name__)
 

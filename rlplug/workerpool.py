@@ -1,4 +1,5 @@
-"""What the thread and process executors share: the supervision loop in the main process.
+"""A base for executors that supervise their workers from the main process (the A3C plugin's
+thread and process executors, and any third-party executor that wants the same policies).
 
 A subclass says how to start one worker, how its messages reach the main process and how to tell
 whether it is alive; this class carries the messages on, notices failures (a raised exception, or
@@ -25,8 +26,10 @@ import multiprocessing
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from rlplug.config import require
 from rlplug.contracts import (
     Counters,
     Executor,
@@ -37,9 +40,31 @@ from rlplug.contracts import (
 )
 from rlplug.counters import SharedCounters
 from rlplug.errors import FatalWorkerError, WorkerFailure
-from rlplug_a3c.configs import ExecutorConfig
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerPoolConfig:
+    """Settings every :class:`WorkerPool` executor has; an executor's config subclasses it."""
+
+    name: str = "pool"
+    workers: int = 2
+    on_worker_failure: str = "restart"  # restart | stop
+    max_restarts: int = 3  # restarts allowed over the whole run before it fails
+    stop_timeout_s: float = 5.0  # how long workers get to stop before they are terminated
+
+    def __post_init__(self) -> None:
+        require(self.workers >= 1, "executor.workers", "must be >= 1", self.workers,
+                "executor.workers=2")
+        require(self.on_worker_failure in ("restart", "stop"), "executor.on_worker_failure",
+                "must be restart or stop", self.on_worker_failure, "executor.on_worker_failure=stop")
+        require(self.max_restarts >= 0, "executor.max_restarts", "must be >= 0",
+                self.max_restarts, "executor.max_restarts=3")
+        require(self.stop_timeout_s > 0, "executor.stop_timeout_s", "must be > 0",
+                self.stop_timeout_s, "executor.stop_timeout_s=5")
+
+
 
 WORKER_DONE = "worker_done"
 WORKER_ERROR = "worker_error"
@@ -129,7 +154,7 @@ class WorkerCounters(SharedCounters):
 class WorkerPool(Executor):
     """An executor that supervises its workers from the main process (see the module doc)."""
 
-    def __init__(self, cfg: ExecutorConfig):
+    def __init__(self, cfg: WorkerPoolConfig):
         self.cfg = cfg
         self._stop = StopFlag()
         # request_stop only sets this plain attribute (safe from any thread); the loop turns it
