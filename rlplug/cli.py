@@ -12,6 +12,7 @@ import difflib
 import importlib.resources
 
 from hydra import compose, initialize_config_module
+from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -39,8 +40,14 @@ _HYDRA_FLAGS_WITHOUT_RUN = ("--help", "-h", "--hydra-help", "--info", "-i", "--c
 
 
 def group_options(group: str) -> list[str]:
-    """The options of a config group across the core and every plugin's config package."""
-    options: set[str] = set()
+    """The options of a config group: config dataclasses registered in Hydra's ConfigStore, and
+    YAML presets in the core's and every plugin's config package."""
+    load_config_plugins()
+    stored = ConfigStore.instance().repo
+    for part in group.split("/"):
+        stored = stored.get(part, {}) if isinstance(stored, dict) else {}
+    options: set[str] = {name[:-5] for name, node in stored.items()
+                         if name.endswith(".yaml") and not isinstance(node, dict)}
     for path in ["pkg://rlplug.conf", *load_config_plugins()]:
         package = path.removeprefix("pkg://")
         try:

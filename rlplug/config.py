@@ -98,11 +98,10 @@ class RunConfig:
 
 
 def register_core_schemas() -> None:
-    """Put the core schema into Hydra's ConfigStore (idempotent)."""
-    cs = ConfigStore.instance()
-    cs.store(name="rlplug_schema", node=RunConfig)
-    cs.store(group="env", name="env_schema", node=EnvConfig)
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    """Put the core schema into Hydra's ConfigStore (idempotent). It types ``env``, ``logger``
+    and the other core sections, so their YAML presets are checked against it; the plugin
+    sections (``algo``, ``network``, ``executor``) are typed by the option a plugin registers."""
+    ConfigStore.instance().store(name="rlplug_schema", node=RunConfig)
 
 
 def to_run_config(cfg: DictConfig) -> RunConfig:

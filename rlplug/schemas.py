@@ -1,7 +1,7 @@
 """Turning a saved (plain dict) config back into validated dataclasses, via the ConfigStore.
 
-Plugins store their schema for a group option ``<name>`` as ``<group>/<name>_schema``; the core
-finds it by the section's ``name`` key.
+A plugin registers the config dataclass of each option ``<name>`` of a group as
+``<group>/<name>`` in the ConfigStore; the core finds it by the section's ``name`` key.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rlplug.errors import UserError
 
 def schema_node(group: str, name: str) -> Any:
     try:
-        return ConfigStore.instance().load(f"{group}/{name}_schema.yaml").node
+        return ConfigStore.instance().load(f"{group}/{name}.yaml").node
     except Exception as exc:
         raise UserError(f"no config schema for {group} '{name}': is the plugin that provides it "
                         f"installed? (see `python -m rlplug --list`)") from exc

@@ -62,18 +62,14 @@ class BrokenNetConfig:
 
 def register():
     cs = ConfigStore.instance()
-    cs.store(group="network", name="fakegood_schema", node=GoodNetConfig)
-    cs.store(group="network", name="brokennet_schema", node=BrokenNetConfig)
+    cs.store(group="network", name="fakegood", node=GoodNetConfig)
+    cs.store(group="network", name="brokennet", node=BrokenNetConfig)
     return "pkg://{package}.conf"
 
 
 def bad_register():
     raise RuntimeError("{hook_message}")
 """
-
-
-def _preset(name: str) -> str:
-    return f"defaults:\n  - {name}_schema\n  - _self_\n"
 
 
 @pytest.fixture
@@ -92,9 +88,7 @@ def fake_plugin(make_distribution):
          f"{package}/good.py": GOOD_NETWORK,
          f"{package}/broken.py": f"raise RuntimeError({BROKEN_MESSAGE!r})\n",
          f"{package}/configs.py": CONFIG_HOOK.format(package=package, hook_message=HOOK_MESSAGE),
-         f"{package}/conf/__init__.py": "",
-         f"{package}/conf/network/fakegood.yaml": _preset("fakegood"),
-         f"{package}/conf/network/brokennet.yaml": _preset("brokennet")})
+         f"{package}/conf/__init__.py": ""})
 
 
 def _fresh_networks() -> Registry[type[Network]]:

@@ -1,6 +1,5 @@
-"""Config schemas of the A3C plugin, registered in Hydra's ConfigStore by :func:`register`.
-
-The YAML presets in ``conf/`` list these schemas first in their defaults, so Hydra checks every
+"""Config dataclasses of the A3C plugin. :func:`register` stores each in Hydra's ConfigStore as an
+option of its group (``algo=a3c``, ``network=ff``, ...), defaults included, so Hydra checks every
 key and type; ``__post_init__`` checks ranges (run by the core before any worker starts).
 """
 
@@ -132,9 +131,9 @@ class ProcessExecutorConfig(WorkerPoolConfig):
 def register() -> str:
     """Store the schemas in Hydra's ConfigStore; return this plugin's config search path."""
     cs = ConfigStore.instance()
-    cs.store(group="algo", name="a3c_schema", node=A3CConfig)
-    cs.store(group="network", name="ff_schema", node=FeedForwardConfig)
-    cs.store(group="network", name="lstm_schema", node=LSTMConfig)
-    cs.store(group="executor", name="thread_schema", node=ThreadExecutorConfig)
-    cs.store(group="executor", name="process_schema", node=ProcessExecutorConfig)
+    cs.store(group="algo", name="a3c", node=A3CConfig)
+    cs.store(group="network", name="ff", node=FeedForwardConfig)
+    cs.store(group="network", name="lstm", node=LSTMConfig)
+    cs.store(group="executor", name="thread", node=ThreadExecutorConfig)
+    cs.store(group="executor", name="process", node=ProcessExecutorConfig)
     return "pkg://rlplug_a3c.conf"
