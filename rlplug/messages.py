@@ -10,6 +10,7 @@ from typing import Any
 
 EPISODE = "episode"
 TRAIN = "train"
+WORKER_RESTART = "worker_restart"
 
 
 def episode(worker: int, env_step: int, episode_return: float, length: int) -> dict[str, Any]:
@@ -23,3 +24,14 @@ def train(worker: int, env_step: int, **stats: float) -> dict[str, Any]:
     ``policy_loss``, ``value_loss``, ``entropy``, ``grad_norm``, ``lr``, ``steps_per_s``."""
     return {"kind": TRAIN, "worker": worker, "env_step": env_step,
             **{k: float(v) for k, v in stats.items()}}
+
+
+def worker_restart(worker: int, restart: int, env_step: int, released_steps: int, reason: str,
+                   traceback: str) -> dict[str, Any]:
+    """A failed worker replaced by a fresh one (the executor sends it, not the worker):
+    ``restart`` counts the run's restarts so far, ``released_steps`` are the env steps the failed
+    worker had reserved and that went back to the budget, ``reason`` is the exception's line and
+    ``traceback`` the worker's whole traceback."""
+    return {"kind": WORKER_RESTART, "worker": worker, "restart": int(restart),
+            "env_step": int(env_step), "released_steps": int(released_steps), "reason": reason,
+            "traceback": traceback}

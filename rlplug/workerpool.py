@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rlplug import messages
 from rlplug.config import require
 from rlplug.contracts import (
     Counters,
@@ -68,7 +69,6 @@ class WorkerPoolConfig:
 
 WORKER_DONE = "worker_done"
 WORKER_ERROR = "worker_error"
-WORKER_RESTART = "worker_restart"
 _CONTROL = (WORKER_DONE, WORKER_ERROR)
 
 Send = Callable[[dict[str, Any]], None]
@@ -280,9 +280,8 @@ class WorkerPool(Executor):
         log.warning("worker %d failed at env step %d (%s); restarting it from the current global "
                     "parameters (restart %d of at most %d)", rank, env_step, last_line(details),
                     restarts, self.cfg.max_restarts)
-        self._on_message({"kind": WORKER_RESTART, "worker": rank, "restart": restarts,
-                          "env_step": env_step, "released_steps": released,
-                          "reason": last_line(details), "traceback": details})
+        self._on_message(messages.worker_restart(rank, restarts, env_step, released,
+                                                 last_line(details), details))
 
     def _handle(self, msg: dict[str, Any], ended: set[int],
                 failures: list[tuple[int, str, bool]]) -> None:

@@ -72,3 +72,22 @@ def test_installed_copy_lists_plugins_and_trains_from_its_own_configs(installed:
                       pythonpath=(installed,))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (run_dir / "summary.json").exists() and (run_dir / "checkpoint.pt").exists()
+
+
+def _requirements(wheel: Path) -> list[str]:
+    """The ``Requires-Dist`` lines of a wheel's METADATA."""
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = archive.read(name).decode()
+    return [line.split(":", 1)[1].strip() for line in metadata.splitlines()
+            if line.startswith("Requires-Dist:")]
+
+
+def test_plain_install_brings_wandb_for_the_default_logger(installed: Path) -> None:
+    (wheel,) = (installed.parent / "wheels").glob("rlplug-*.whl")
+    requirements = _requirements(wheel)
+    unconditional = [r for r in requirements if "extra ==" not in r]
+    # The default logger (logger=wandb, offline mode) imports wandb: no extra may be needed.
+    assert any(r.replace(" ", "").startswith("wandb>=") for r in unconditional), requirements
+    for name in ("torch", "hydra-core", "omegaconf", "gymnasium", "numpy", "tqdm", "matplotlib"):
+        assert any(r.startswith(name) for r in unconditional), (name, requirements)

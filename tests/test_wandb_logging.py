@@ -17,7 +17,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from rlplug.config import RunConfig, to_run_config
+from rlplug import messages
+from rlplug.config import LoggerConfig, RunConfig, to_run_config
+from rlplug.counters import SharedCounters
+from rlplug.loggers.wandb_logger import WandbLogger
+from rlplug.monitor import Monitor
 from rlplug.outputs import read_metrics
 from rlplug.plugins import install_search_path
 from rlplug.run import train
@@ -92,8 +96,8 @@ def test_wandb_mode_without_wandb_installed_is_a_one_line_error(tmp_path: Path) 
     result = python("-c", code, cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.strip().splitlines() == [
-        "rlplug: error: logger.mode=offline needs wandb: pip install 'rlplug[wandb]', or run "
-        "without W&B: logger=none"], result.stderr
+        "rlplug: error: logger.mode=offline needs wandb (an rlplug dependency): pip install "
+        "wandb, or run without W&B: logger=none"], result.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no worker started
 
 
@@ -165,3 +169,35 @@ def test_online_init_failure_falls_back_to_offline_and_keeps_local_files(tmp_pat
     wb = wandb_records.read_run(files[0])
     assert wb.summary["return_mean100_final"] == summary["return_mean100_final"]
     assert "episode/return" in wb.keys() and wb.exit_code == 0
+
+
+def test_every_numeric_train_statistic_of_any_algorithm_is_charted(tmp_path: Path,
+                                                                   wandb_records) -> None:
+    """A made-up algorithm's statistics (no A3C key among them) reach W&B as ``train/<key>``
+    through the main process's real path (Monitor -> WandbLogger); text values are left out."""
+    logger = WandbLogger(LoggerConfig(mode="offline", project="fake-algo"), {"algo": "ppo-ish"},
+                         tmp_path, group=None, name=None)
+    monitor = Monitor(tmp_path, SharedCounters(), 1000, [logger], show_progress=False)
+    sent = [messages.train(0, 100, kl_divergence=0.02, clip_fraction=0.25, epochs=4),
+            messages.train(1, 200, kl_divergence=0.03, clip_fraction=0.5, epochs=4,
+                           steps_per_s=1234.0),
+            {**messages.train(0, 300, kl_divergence=0.04), "phase": "warm-up", "note": None},
+            messages.worker_restart(1, 1, 350, 20, "RuntimeError: boom", "Traceback ...")]
+    for msg in sent:
+        monitor.on_message(msg)
+    monitor.close()
+    logger.finish({"env_steps": 350, "status": "completed"}, None, None, None, 0)
+
+    (path,) = wandb_records.run_files(tmp_path)
+    wb = wandb_records.read_run(path)
+    trained = [row for row in wb.history if "train/kl_divergence" in row]
+    assert [row["train/kl_divergence"] for row in trained] == pytest.approx([0.02, 0.03, 0.04])
+    assert wb.column("train/clip_fraction") == pytest.approx([0.25, 0.5])
+    assert wb.column("train/epochs") == [4, 4]
+    assert [row["env_step"] for row in trained] == [100, 200, 300]
+    assert wb.column("perf/worker1_steps_per_s") == [1234.0]
+    assert wb.column("events/worker_restarts") == [1]
+    charted = {k for k in wb.keys() if k.startswith("train/")}
+    assert charted == {"train/kl_divergence", "train/clip_fraction", "train/epochs"}, charted
+    for key in charted:
+        assert step_metric_of(key, wb.step_metrics) == "env_step", key

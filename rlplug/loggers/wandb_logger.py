@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import numbers
 import os
 import time
 from pathlib import Path
@@ -24,7 +25,9 @@ from rlplug.errors import UserError
 
 log = logging.getLogger(__name__)
 
-_TRAIN_KEYS = ("policy_loss", "value_loss", "entropy", "grad_norm", "lr")
+# Keys of a train message that identify it rather than measure training; ``steps_per_s`` (one
+# worker's own rate) is charted as ``perf/worker<N>_steps_per_s`` instead.
+_TRAIN_ROW_KEYS = ("kind", "worker", "env_step", "wall_s", "steps_per_s")
 SUMMARY_KEYS = ("return_mean100_final", "return_mean100_best", "env_steps", "episodes", "wall_s",
                 "steps_per_s", "status")
 STEP_METRIC = "env_step"
@@ -69,6 +72,11 @@ class _Throughput:
         return (env_step - start_steps) / (now - start)
 
 
+def _is_number(value: Any) -> bool:
+    """A real number W&B can chart (Python or numpy ints, floats and bools)."""
+    return isinstance(value, numbers.Real)
+
+
 def row_to_wandb(row: dict[str, Any]) -> dict[str, Any] | None:
     """The W&B history entry for one metrics.jsonl row (None for rows W&B does not chart)."""
     kind = row.get("kind")
@@ -76,12 +84,14 @@ def row_to_wandb(row: dict[str, Any]) -> dict[str, Any] | None:
         return {STEP_METRIC: row["env_step"], "episode/return": row["return"],
                 "episode/length": row["length"], "episode/index": row.get("episode")}
     if kind == messages.TRAIN:
-        data: dict[str, Any] = {f"train/{k}": row[k] for k in _TRAIN_KEYS if k in row}
+        # Every numeric statistic the algorithm sent, whatever the algorithm; text is not charted.
+        data: dict[str, Any] = {f"train/{k}": v for k, v in row.items()
+                                if k not in _TRAIN_ROW_KEYS and _is_number(v)}
         data[STEP_METRIC] = row["env_step"]
         if "steps_per_s" in row:  # one worker's own rate; perf/steps_per_s is the whole run's
             data[f"perf/worker{row['worker']}_steps_per_s"] = row["steps_per_s"]
         return data
-    if kind == "worker_restart":
+    if kind == messages.WORKER_RESTART:
         return {STEP_METRIC: row["env_step"], "events/worker_restarts": row["restart"]}
     return None
 
@@ -105,8 +115,8 @@ class WandbLogger:
         try:
             import wandb
         except ImportError as exc:
-            raise UserError(f"logger.mode={cfg.mode} needs wandb: pip install 'rlplug[wandb]', "
-                            f"or run without W&B: logger=none") from exc
+            raise UserError(f"logger.mode={cfg.mode} needs wandb (an rlplug dependency): "
+                            f"pip install wandb, or run without W&B: logger=none") from exc
 
         self._wandb = wandb
         kwargs: dict[str, Any] = dict(
