@@ -40,7 +40,6 @@ CONFIGS: Registry[Callable[[], str]] = Registry("config plugin", "rlplug.configs
 COMPONENTS = {"algo": ALGOS, "network": NETWORKS, "executor": EXECUTORS}
 """Config group -> registry; a group's ``name`` key selects the registered object."""
 
-CORE_SEARCH_PATH = "pkg://rlplug.conf"
 _search_paths: list[str] = []
 
 
@@ -97,17 +96,23 @@ def broken_plugins() -> list[str]:
 def plugin_listing() -> str:
     """Every installed plugin with its distribution and version, importing each to check it."""
     load_config_plugins()  # runs the config hooks, so a hook that fails shows as BROKEN
-    lines = []
+    sections = []
     for registry in (*COMPONENTS.values(), CONFIGS):
-        lines.append(f"{registry.group}:")
-        entries = registry.entries()
-        if not entries:
+        entries = [registry.resolve(entry.name) for entry in registry.entries()]
+        sections.append((registry.group, [
+            (e.name, e.distribution, e.version, e.target,
+             "ok" if e.error is None else f"BROKEN: {e.error}") for e in entries]))
+    # One width per column over every section, so the columns line up however long a name is.
+    rows = [row for _, section in sections for row in section]
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(4)]
+    lines = []
+    for group, section in sections:
+        lines.append(f"{group}:")
+        if not section:
             lines.append("  (none installed)")
-        for entry in entries:
-            entry = registry.resolve(entry.name)
-            status = "ok" if entry.error is None else f"BROKEN: {entry.error}"
-            lines.append(f"  {entry.name:<12} {entry.distribution} {entry.version:<8} "
-                         f"{entry.target}  [{status}]")
+        for *cells, status in section:
+            columns = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+            lines.append(f"  {columns}  [{status}]")
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -164,14 +165,42 @@ def test_list_shows_fake_plugins_and_marks_the_broken_one(fake_plugin, run_rlplu
         assert len(found) >= 1, f"{name} missing from:\n{proc.stdout}"
         return found[0]
 
-    assert "fake-rlplug-plugin 1.2.3" in line("fakegood") and line("fakegood").endswith("[ok]")
+    assert line("fakegood").split()[1:3] == ["fake-rlplug-plugin", "1.2.3"]
+    assert line("fakegood").endswith("[ok]")
     broken = line("brokennet")
-    assert "fake-rlplug-plugin 1.2.3" in broken
+    assert broken.split()[1:3] == ["fake-rlplug-plugin", "1.2.3"]
     assert f"[BROKEN: RuntimeError: {BROKEN_MESSAGE}]" in broken
     assert line("fakeplug").endswith("[ok]")
     assert line("badhook").endswith(f"[BROKEN: RuntimeError: {HOOK_MESSAGE}]")
     for name in ("a3c", "ff", "lstm", "thread", "process"):
         assert line(name).endswith("[ok]"), line(name)
+
+
+def test_list_columns_stay_aligned_for_long_names(make_distribution, run_rlplug) -> None:
+    long_name = "a_network_with_a_name_much_longer_than_any_column_width"
+    dist = make_distribution(
+        "a-third-party-distribution-with-a-very-long-name", "10.20.30rc1",
+        {"rlplug.networks": {long_name: "longplug.net:LongNet"}},
+        {"longplug/__init__.py": "", "longplug/net.py": GOOD_NETWORK.replace("GoodNet", "LongNet")})
+    proc = run_rlplug("--list", pythonpath=(dist.root,))
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines()
+            if line.startswith("  ") and "(none installed)" not in line]
+    assert any(line.split()[0] == long_name for line in rows), proc.stdout
+    # name, distribution, version and target start at the same column on every row
+    starts = {tuple(m.start() for m in list(re.finditer(r"\S+", line))[:4]) for line in rows}
+    assert len(starts) == 1, "columns are not aligned:\n" + proc.stdout
+
+
+def test_help_lists_only_real_options(run_rlplug) -> None:
+    proc = run_rlplug("--help")
+    assert proc.returncode == 0, proc.stderr
+    groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    options = {line.split(":")[0]: line.split(":", 1)[1].replace(" ", "").split(",")
+               for line in groups.splitlines() if ":" in line and not line.startswith("Compose")}
+    assert {"thread", "process"} <= set(options["executor"]), groups
+    assert {"ff", "lstm"} <= set(options["network"]), groups
+    assert "_schema" not in proc.stdout and "schema" not in groups, groups
 
 
 def test_selecting_the_broken_plugin_is_a_one_line_error(fake_plugin, run_rlplug, one_line_error,
