@@ -10,10 +10,14 @@ They drive a plugin the way rlplug will (real tensors, real threads or processes
 
     def test_my_executor_keeps_the_contract():
         check_executor(MyExecutor, MyExecutorConfig(workers=2))
+
+The process helpers (:func:`live_child_processes`, :func:`assert_nothing_left`) use psutil, which
+the ``test`` extra installs (``pip install "rlplug[test]"``).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import pickle
 import threading
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import torch
 
 from rlplug import messages
@@ -170,9 +175,7 @@ def check_network(cls: type[Network], cfg: Any, *, obs_shape: tuple[int, ...] = 
 # -- processes and threads ---------------------------------------------------------------------
 def descendant_processes(pid: int) -> dict[Any, str]:
     """The descendants of process ``pid`` (``psutil.Process`` objects) with their command lines;
-    empty if ``pid`` is gone. Needs psutil (the ``test`` extra)."""
-    import psutil
-
+    empty if ``pid`` is gone."""
     found = {}
     try:
         for child in psutil.Process(pid).children(recursive=True):
@@ -184,55 +187,18 @@ def descendant_processes(pid: int) -> dict[Any, str]:
 
 def live_child_processes() -> list[str]:
     """Descriptions (``pid cmdline``) of this process's running descendants, leaving out
-    multiprocessing's own helpers (resource tracker, forkserver) and zombies.
-
-    Uses psutil if installed, else ``/proc``, else ``multiprocessing.active_children()``.
-    """
-    try:
-        import psutil
-    except ImportError:
-        psutil = None
-    found: list[tuple[int, str]] = []
-    if psutil is not None:
-        for child in psutil.Process().children(recursive=True):
-            try:
-                if child.status() == psutil.STATUS_ZOMBIE:
-                    continue
-                found.append((child.pid, " ".join(child.cmdline())))
-            except psutil.NoSuchProcess:
-                continue
-    elif os.path.isdir("/proc/self"):
-        found = _proc_descendants(os.getpid())
-    else:
-        import multiprocessing
-
-        found = [(p.pid or 0, p.name) for p in multiprocessing.active_children()]
-    return [f"{pid} {cmd}" for pid, cmd in found
-            if not any(marker in cmd for marker in _HELPER_PROCESS_MARKERS)]
-
-
-def _proc_descendants(root: int) -> list[tuple[int, str]]:
-    children: dict[int, list[tuple[int, str]]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    multiprocessing's own helpers (resource tracker, forkserver) and zombies."""
+    found: list[str] = []
+    for child in psutil.Process().children(recursive=True):
         try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
-                stat = f.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            command = " ".join(child.cmdline())
+        except psutil.NoSuchProcess:  # ended while we looked
             continue
-        # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may contain spaces and parentheses
-        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
-        if state != "Z":
-            children.setdefault(int(ppid), []).append((int(entry), cmd))
-    out, todo = [], [root]
-    while todo:
-        for pid, cmd in children.get(todo.pop(), []):
-            out.append((pid, cmd))
-            todo.append(pid)
-    return out
+        if not any(marker in command for marker in _HELPER_PROCESS_MARKERS):
+            found.append(f"{child.pid} {command}")
+    return found
 
 
 def _new_threads(before: set[int]) -> list[str]:
@@ -261,11 +227,9 @@ class CountingModel(SharedModel):
     shared memory, plain SGD under a lock, and a shared update count (picklable, for processes)."""
 
     def __init__(self, size: int = 4) -> None:
-        import multiprocessing as mp
-
         self.params = torch.zeros(size).share_memory_()
         self._version = torch.zeros((), dtype=torch.int64).share_memory_()
-        self._lock = mp.get_context("spawn").Lock()
+        self._lock = multiprocessing.get_context("spawn").Lock()
 
     @property
     def num_parameters(self) -> int:
@@ -341,13 +305,15 @@ class ExecutorRun:
 
 def run_executor(cls: type[Executor], cfg: Any, target: Callable[[WorkerContext], None], *,
                  total_steps: int, timeout_s: float = 60.0, stop_after_messages: int | None = None,
-                 interrupt_when_started: bool = False, tick_s: float = 0.05) -> ExecutorRun:
+                 interrupt_when_started: bool = False, interrupt_when_acted: bool = False,
+                 tick_s: float = 0.05) -> ExecutorRun:
     """Run ``target`` with a fresh ``cls(cfg)`` and record everything the main process saw.
 
     A watchdog calls ``request_stop()`` after ``timeout_s`` (a hang guard: ``timed_out`` is set).
-    ``stop_after_messages`` calls ``request_stop()`` from ``on_message``; ``interrupt_when_started``
-    raises ``KeyboardInterrupt`` from the first ``on_tick`` after every worker said hello (as
-    Ctrl-C would in the main thread).
+    ``stop_after_messages`` calls ``request_stop()`` from ``on_message``. ``KeyboardInterrupt`` is
+    raised (as Ctrl-C would in the main thread) from the first ``on_tick`` after every worker said
+    hello with ``interrupt_when_started``, after the first episode message with
+    ``interrupt_when_acted``.
     Exceptions from ``run`` are caught into ``error``.
     """
     executor = cls(cfg)
@@ -372,6 +338,8 @@ def run_executor(cls: type[Executor], cfg: Any, target: Callable[[WorkerContext]
         ticks[0] += 1
         started = {m["worker"] for m in seen if m.get("kind") == HELLO}
         if interrupt_when_started and len(started) == len(seeds):
+            raise KeyboardInterrupt
+        if interrupt_when_acted and any(m.get("kind") == messages.EPISODE for m in seen):
             raise KeyboardInterrupt
 
     def hung() -> None:
@@ -405,7 +373,7 @@ def _snapshot() -> tuple[set[int], list[str]]:
 
 def check_executor(cls: type[Executor], cfg: Any, *, total_steps: int = 300, chunk: int = 7,
                    timeout_s: float = 60.0, check_failure: bool = True,
-                   check_interrupt: bool = True) -> None:
+                   check_interrupt: bool = True, one_at_a_time: bool = False) -> None:
     """Check that ``cls(cfg)`` keeps the :class:`~rlplug.contracts.Executor` contract with a
     trivial worker function (:class:`StepWorker`), in up to four runs:
 
@@ -416,7 +384,10 @@ def check_executor(cls: type[Executor], cfg: Any, *, total_steps: int = 300, chu
     3. (``check_failure``) a worker that raises ends the run with :class:`WorkerFailure` carrying
        its traceback text, once the executor's own restart policy (if any) gives up;
     4. (``check_interrupt``) ``KeyboardInterrupt`` raised in the main thread propagates out of
-       ``run`` after the workers are stopped.
+       ``run`` after the workers are stopped. It is raised once every worker has started; with
+       ``one_at_a_time=True``, once the first worker has acted: an executor that runs each worker
+       until it ends before starting the next never starts the second one while the first runs
+       (an executor that takes turns between its workers, e.g. round-robin, keeps the default).
 
     After each run no thread or process the executor started may still be running.
 
@@ -474,8 +445,11 @@ def check_executor(cls: type[Executor], cfg: Any, *, total_steps: int = 300, chu
     if check_interrupt:
         threads, processes = _snapshot()
         run = run_executor(cls, cfg, StepWorker(chunk=chunk, sleep_s=0.002), total_steps=unreachable,
-                           timeout_s=timeout_s, interrupt_when_started=True)
+                           timeout_s=timeout_s, interrupt_when_started=not one_at_a_time,
+                           interrupt_when_acted=one_at_a_time)
+        hint = ("" if one_at_a_time else " (it is raised once every worker has started; for an "
+                "executor that runs each worker until it ends, pass one_at_a_time=True)")
+        assert not run.timed_out, f"KeyboardInterrupt did not end the run{hint}"
         assert isinstance(run.error, KeyboardInterrupt), \
             f"KeyboardInterrupt in the main thread must propagate out of run(), got {run.error!r}"
-        assert not run.timed_out, "KeyboardInterrupt did not end the run"
         assert_nothing_left(threads, processes, what="KeyboardInterrupt")
