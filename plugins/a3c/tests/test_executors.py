@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from rlplug import messages
@@ -114,26 +115,18 @@ def test_worker_exception_fails_the_run_with_its_traceback(executor: str, train_
 
 def _processes_with(marker: str) -> list[str]:
     """Running processes whose environment carries ``marker`` (a run's children inherit it)."""
+    name, value = marker.split("=", 1)
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for process in psutil.process_iter():
         try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if marker.encode() not in f.read():
-                    continue
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-            found.append(f"{entry} {cmdline}")
-        except OSError:
+            if (process.environ().get(name) == value
+                    and process.status() != psutil.STATUS_ZOMBIE):
+                found.append(f"{process.pid} {' '.join(process.cmdline())}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone, or another user's
             continue
     return found
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc to find leftover processes")
 def test_cli_run_with_a_failing_process_worker_exits_non_zero_and_leaves_no_process(
         tmp_path: Path, support_on_path: Path) -> None:
     marker = f"RLPLUG_TEST_RUN={uuid.uuid4().hex}"
