@@ -1,4 +1,5 @@
-"""Contract checks a plugin's own tests can call: :func:`check_network` and :func:`check_executor`.
+"""Contract checks a plugin's own tests can call: :func:`check_network`, :func:`check_executor` and
+:func:`check_algorithm` (implemented in :mod:`rlplug.testing_algorithm`).
 
 They drive a plugin the way rlplug will (real tensors, real threads or processes) and fail with an
 ``AssertionError`` whose message says which part of the contract (``rlplug.contracts``) is broken::
@@ -10,6 +11,9 @@ They drive a plugin the way rlplug will (real tensors, real threads or processes
 
     def test_my_executor_keeps_the_contract():
         check_executor(MyExecutor, MyExecutorConfig(workers=2))
+
+    def test_my_algorithm_keeps_the_contract():
+        check_algorithm(MyAlgo, MyAlgoConfig(), EnvConfig(id="CartPole-v1"))
 
 The process helpers (:func:`live_child_processes`, :func:`assert_nothing_left`) use psutil, which
 the ``test`` extra installs (``pip install "rlplug[test]"``).
@@ -33,6 +37,7 @@ from rlplug import messages
 from rlplug.contracts import Executor, Network, SharedModel, State, WorkerContext
 from rlplug.counters import SharedCounters
 from rlplug.errors import WorkerFailure
+from rlplug.testing_algorithm import check_algorithm as check_algorithm  # re-exported
 
 HELLO = "contract_hello"
 """Message kind the trivial worker sends once at start, with its rank and seed."""
