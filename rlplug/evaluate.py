@@ -12,19 +12,25 @@ rgb_array rendering), ``deterministic`` (true: the policy's mode; false: sample 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
 from rlplug.build import build_algorithm
 from rlplug.checkpoint import load_checkpoint, resolve_checkpoint
-from rlplug.config import RunConfig
+from rlplug.config import RunConfig, require
 from rlplug.contracts import Algorithm
 from rlplug.envs import probe_env
 from rlplug.errors import UserError, report_user_errors
 from rlplug.evaluation import evaluate_policy
 from rlplug.plugins import load_config_plugins
+from rlplug.registry import suggest
 from rlplug.schemas import run_config_from_dict
 
 
@@ -42,40 +48,50 @@ def load_run(path: str | Path) -> tuple[RunConfig, Algorithm, dict[str, Any]]:
     return run, algo, payload
 
 
-def _bool(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
+@dataclass
+class EvaluateConfig:
+    """The options of ``python -m rlplug.evaluate`` (``key=value`` arguments, OmegaConf's dotlist
+    syntax); ranges are checked here, types by OmegaConf. A new option is one more field."""
+
+    episodes: int = 10
+    video: bool = field(default=False, metadata={"example": "video=true"})  # an mp4 of each episode
+    deterministic: bool = True  # the policy's mode; false: sample actions
+    seed: int = 0  # episode i resets the env with seed + i
+    # the video's path; default: <run dir>/eval.mp4
+    out: str | None = field(default=None, metadata={"example": "out=eval.mp4"})
+
+    def __post_init__(self) -> None:
+        require(self.episodes >= 1, "episodes", "must be >= 1", self.episodes, "episodes=10")
+        require(self.seed >= 0, "seed", "must be >= 0", self.seed, "seed=0")
 
 
-_OPTIONS: dict[str, tuple[Any, str]] = {  # key: (parser, example)
-    "episodes": (int, "episodes=10"), "video": (_bool, "video=true"),
-    "deterministic": (_bool, "deterministic=true"), "seed": (int, "seed=0"),
-    "out": (str, "out=eval.mp4"),
-}
+def _example(option: dataclasses.Field[Any]) -> str:
+    """A valid ``key=value`` for an option: its metadata's example, else its default."""
+    if "example" in option.metadata:
+        return str(option.metadata["example"])
+    default = option.default
+    return f"{option.name}={str(default).lower() if isinstance(default, bool) else default}"
 
 
-def parse_options(args: list[str]) -> dict[str, Any]:
-    """``key=value`` arguments into options (defaults for the rest); one-line errors."""
-    options: dict[str, Any] = {"episodes": 10, "video": False, "deterministic": True, "seed": 0,
-                               "out": None}
+def parse_options(args: list[str]) -> EvaluateConfig:
+    """``key=value`` arguments into an :class:`EvaluateConfig` (defaults for the rest); one-line
+    errors naming the argument."""
+    options = {f.name: f for f in dataclasses.fields(EvaluateConfig)}
+    cfg = OmegaConf.structured(EvaluateConfig)
     for arg in args:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in _OPTIONS:
+        key, sep, _ = arg.partition("=")
+        if not sep and key in options:
+            raise UserError(f"'{arg}' needs a value; set e.g. {_example(options[key])}")
+        if not sep or key not in options:
             raise UserError(f"unknown option '{arg}'; use key=value with key one of "
-                            f"{', '.join(sorted(_OPTIONS))}")
-        parse, example = _OPTIONS[key]
+                            f"{', '.join(options)}.{suggest(key, list(options))}")
         try:
-            options[key] = parse(value)
-        except ValueError:
-            raise UserError(f"{key}={value} is not valid; set e.g. {example}") from None
-    if options["episodes"] < 1:
-        raise UserError(f"episodes must be >= 1, got {options['episodes']}; set e.g. episodes=10")
-    if options["seed"] < 0:
-        raise UserError(f"seed must be >= 0, got {options['seed']}; set e.g. seed=0")
-    return options
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([arg]))
+        except OmegaConfBaseException as exc:
+            raise UserError(f"{arg} is not valid; set e.g. {_example(options[key])}") from exc
+    config = OmegaConf.to_object(cfg)  # runs __post_init__: the range checks
+    assert isinstance(config, EvaluateConfig)
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,17 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         options = parse_options(argv[1:])
         checkpoint = resolve_checkpoint(argv[0])
         run, algo, payload = load_run(checkpoint)
-        out = Path(options["out"]) if options["out"] else checkpoint.parent / "eval.mp4"
-        result = evaluate_policy(algo, run.env, options["episodes"], seed=options["seed"],
-                                 deterministic=options["deterministic"],
-                                 video_path=out if options["video"] else None)
+        out = Path(options.out) if options.out else checkpoint.parent / "eval.mp4"
+        result = evaluate_policy(algo, run.env, options.episodes, seed=options.seed,
+                                 deterministic=options.deterministic,
+                                 video_path=out if options.video else None)
         report = {"checkpoint": str(checkpoint), "env_steps": payload["env_steps"],
-                  "episodes": options["episodes"], "deterministic": options["deterministic"],
+                  "episodes": options.episodes, "deterministic": options.deterministic,
                   "return_mean": result.mean, "return_std": result.std, "returns": result.returns,
                   "lengths": result.lengths, "video": str(result.video) if result.video else None}
         (checkpoint.parent / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
         print(f"{run.env.id}: return {result.mean:.2f} +/- {result.std:.2f} over "
-              f"{options['episodes']} episodes (checkpoint at {payload['env_steps']} env steps)")
+              f"{options.episodes} episodes (checkpoint at {payload['env_steps']} env steps)")
         if result.video:
             print(f"video: {result.video}")
     return 0

@@ -125,6 +125,9 @@ def test_training_with_logger_video_writes_and_logs_an_evaluation_video(
     (["{run}", "episodes=0"], "episodes must be >= 1"),
     (["{run}", "video=maybe"], "video=maybe is not valid"),
     (["{run}", "speed=2"], "unknown option 'speed=2'"),
+    (["{run}", "episodes=ten"], "episodes=ten is not valid; set e.g. episodes=10"),
+    (["{run}", "seed=-1"], "seed must be >= 0, got -1"),
+    (["{run}", "episodes"], "'episodes' needs a value"),
 ])
 def test_evaluate_bad_input_is_a_one_line_error(ff_run: Path, tmp_path: Path, args: list[str],
                                                 message: str, capsys: pytest.CaptureFixture[str],
