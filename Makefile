@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml plugins/a3c/pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m rlplug algo=a3c env=pendulum executor=process experiment=pendulum $(ARGS)
+	$(BIN)/python -m rlplug algo=a3c env=pendulum executor=process $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
