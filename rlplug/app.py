@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from rlplug.errors import report_user_errors
 from rlplug.plugins import install_search_path
+from rlplug.resume import job_config
 from rlplug.run import train
 
 # Registration only: schemas into the ConfigStore, plugin config packages onto the search path.
@@ -53,7 +54,8 @@ def hydra_main(cfg: DictConfig) -> Any:
     _reset_foreign_start_method()
     group, name = _wandb_names()
     with report_user_errors("rlplug"):
-        result = train(cfg, Path(HydraConfig.get().runtime.output_dir), wandb_group=group,
+        run = job_config(cfg, HydraConfig.get().overrides.task)  # resume=: saved config
+        result = train(run, Path(HydraConfig.get().runtime.output_dir), wandb_group=group,
                        wandb_name=name)
     if result.status == "failed":
         print(f"rlplug: run failed: {result.error}", file=sys.stderr)

@@ -23,13 +23,12 @@ from omegaconf.errors import (
     OmegaConfBaseException,
 )
 
-from rlplug.build import build_algorithm, build_executor
-from rlplug.config import to_run_config
+from rlplug.build import build_algorithm, build_executor, config_dict
 from rlplug.envs import probe_env
 from rlplug.errors import UserError
 from rlplug.plugins import COMPONENTS, broken_plugins, load_config_plugins
 from rlplug.registry import suggest
-from rlplug.resume import check_resumable
+from rlplug.resume import check_resumable, job_config
 
 GROUPS = ("env", "algo", "network", "executor", "logger", "experiment")
 MAX_PREFLIGHT_JOBS = 256
@@ -142,13 +141,14 @@ def preflight(argv: list[str]) -> None:
             except (HydraException, OmegaConfBaseException) as exc:
                 raise UserError(explain(exc)) from exc
             try:
-                run = to_run_config(cfg)
+                run = job_config(cfg, job)  # with resume=: the checkpoint's config + overrides
             except OmegaConfBaseException as exc:
                 raise UserError(explain(exc)) from exc
             except ValueError as exc:  # a plugin's own __post_init__ check
                 raise UserError(str(exc).splitlines()[0]) from exc
-            key = OmegaConf.to_yaml({"env": cfg.env, "network": cfg.network, "algo": cfg.algo,
-                                     "executor": cfg.executor, "resume": cfg.resume})
+            resolved = config_dict(run)
+            key = OmegaConf.to_yaml({k: resolved[k] for k in
+                                     ("env", "network", "algo", "executor", "resume")})
             if key in checked:
                 continue
             checked.add(key)
