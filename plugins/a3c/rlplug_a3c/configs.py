@@ -128,6 +128,13 @@ class ProcessExecutorConfig(WorkerPoolConfig):
                 "must be spawn or forkserver", self.start_method, "executor.start_method=spawn")
 
 
+@dataclass
+class SerialExecutorConfig(WorkerPoolConfig):
+    """Workers take turns in the main process, one update each (deterministic, debuggable)."""
+
+    name: str = "serial"
+
+
 def register() -> str:
     """Store the schemas in Hydra's ConfigStore; return this plugin's config search path."""
     cs = ConfigStore.instance()
@@ -136,4 +143,5 @@ def register() -> str:
     cs.store(group="network", name="lstm", node=LSTMConfig)
     cs.store(group="executor", name="thread", node=ThreadExecutorConfig)
     cs.store(group="executor", name="process", node=ProcessExecutorConfig)
+    cs.store(group="executor", name="serial", node=SerialExecutorConfig)
     return "pkg://rlplug_a3c.conf"
