@@ -126,8 +126,20 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     return jobs
 
 
+def require_components() -> None:
+    """A run needs an algorithm, a network and an executor plugin: without one, say in one line
+    what to install (the core ships none; the A3C plugin has all three)."""
+    missing = [group for group, registry in COMPONENTS.items() if not registry.entries()]
+    if missing:
+        kinds = ", ".join(missing[:-1]) + (" or " if len(missing) > 1 else "") + missing[-1]
+        raise UserError(f"no {kinds} plugin is installed (a run needs an algo, a network and an "
+                        f"executor); install the A3C plugin: pip install rlplug-a3c (from a "
+                        f"source checkout: pip install -e plugins/a3c)")
+
+
 def preflight(argv: list[str]) -> None:
     """Validate the command line as Hydra would run it; raise :class:`UserError` on bad input."""
+    require_components()
     if any(a.split("=")[0] in _HYDRA_FLAGS_WITHOUT_RUN for a in argv):
         return
     multirun = any(a in ("-m", "--multirun") for a in argv)
