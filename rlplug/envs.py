@@ -1,15 +1,23 @@
-"""Building gymnasium environments from ``EnvConfig``, with checks that fail before training."""
+"""Building gymnasium environments from ``EnvConfig``, with checks that fail before training.
+
+``env.id`` is a gymnasium id (built in, or registered by an installed ``rlplug.envs`` plugin),
+``module:EnvId`` (importing ``module`` registers ``EnvId``, gymnasium's convention) or
+``module:EnvClass`` / ``module:make_env_function`` (made directly, nothing registered).
+"""
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from types import ModuleType
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec as GymEnvSpec
 
 from rlplug.config import EnvConfig
 from rlplug.errors import UserError
+from rlplug.plugins import ENVS, register_env_plugins
 from rlplug.registry import suggest
 
 
@@ -26,19 +34,46 @@ class EnvSpec:
         return tuple(self.observation_space.shape)
 
 
-def _check_id(env_id: str) -> None:
-    if ":" in env_id:  # gymnasium's "module:EnvId": importing the module registers the id
-        module, _, env_id = env_id.partition(":")
+def _env_class_names(module: ModuleType) -> list[str]:
+    return sorted(name for name, obj in vars(module).items()
+                  if isinstance(obj, type) and issubclass(obj, gym.Env) and obj.__module__ == module.__name__)
+
+
+def _resolve_id(env_id: str) -> str | GymEnvSpec:
+    """What to pass to ``gymnasium.make`` for ``env.id``: a registered id (gymnasium's own, an
+    ``rlplug.envs`` plugin's, or one registered by importing ``module`` in ``module:EnvId``), or
+    a gymnasium ``EnvSpec`` for ``module:Class`` / ``module:factory``."""
+    register_env_plugins()  # idempotent; here so that spawned workers register the plugins too
+    if env_id in ENVS:
+        ENVS.get(env_id)  # a plugin that fails to import: one line naming its distribution
+        return env_id
+    if ":" in env_id:
+        module_name, _, attr = env_id.partition(":")
         try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise UserError(f"cannot import module '{module}' named in env.id ({exc}); put it on "
-                            f"PYTHONPATH or install it") from exc
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # any error in the user's module: one line, not a traceback
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise UserError(f"cannot import module '{module_name}' named in env.id ({reason}); "
+                            f"fix the module, put it on PYTHONPATH or install it") from exc
+        if attr in gym.registry:  # gymnasium's "module:EnvId": importing the module registered it
+            return env_id
+        creator = getattr(module, attr, None)
+        if creator is None:
+            classes = _env_class_names(module)
+            raise UserError(f"module '{module_name}' has no env class or function '{attr}' and "
+                            f"registers no gymnasium id '{attr}'; its env classes: "
+                            f"{', '.join(classes) or 'none'}.{suggest(attr, classes)}")
+        if (isinstance(creator, type) and not issubclass(creator, gym.Env)) or not callable(creator):
+            raise UserError(f"env.id={env_id} names {creator!r}, which is neither a gymnasium.Env "
+                            f"subclass nor a function returning an env")
+        # made directly from the class (no registration), so a worker resolves it the same way
+        return GymEnvSpec(id=env_id, entry_point=env_id)
     if env_id in gym.registry:
-        return
+        return env_id
     known = sorted(gym.registry)
     raise UserError(f"unknown gymnasium env id '{env_id}'.{suggest(env_id, known)} "
-                    f"Set env.id to a registered id, e.g. env.id=CartPole-v1")
+                    f"Set env.id to a registered id (e.g. env.id=CartPole-v1), an env plugin's id "
+                    f"(python -m rlplug --list) or module:EnvClass")
 
 
 class _SelectObservation(gym.ObservationWrapper):
@@ -105,14 +140,14 @@ def _check_spaces(cfg: EnvConfig, env: gym.Env) -> None:
 
 def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
     """The env named by ``cfg`` with rlplug's wrappers; raises :class:`UserError` on bad input."""
-    _check_id(cfg.id)
+    target = _resolve_id(cfg.id)
     kwargs = dict(cfg.kwargs)
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     try:
-        env = gym.make(cfg.id, **kwargs)
+        env = gym.make(target, **kwargs)
     except (TypeError, ValueError, gym.error.Error) as exc:
         raise UserError(f"cannot make env {cfg.id} with env.kwargs={kwargs}: "
                         f"{str(exc).splitlines()[0]}; fix env.kwargs") from exc

@@ -13,10 +13,16 @@ TRAIN = "train"
 WORKER_RESTART = "worker_restart"
 
 
-def episode(worker: int, env_step: int, episode_return: float, length: int) -> dict[str, Any]:
-    """A finished episode: its undiscounted return (raw env rewards) and length."""
-    return {"kind": EPISODE, "worker": worker, "env_step": env_step,
-            "return": float(episode_return), "length": int(length)}
+def episode(worker: int, env_step: int, episode_return: float, length: int,
+            success: bool | None = None) -> dict[str, Any]:
+    """A finished episode: its undiscounted return (raw env rewards) and length, and whether it
+    succeeded when the env says so (``info["is_success"]`` of its last step, the gymnasium
+    convention; None: the env does not report success, and the row has no ``success`` key)."""
+    row = {"kind": EPISODE, "worker": worker, "env_step": env_step,
+           "return": float(episode_return), "length": int(length)}
+    if success is not None:
+        row["success"] = bool(success)
+    return row
 
 
 def train(worker: int, env_step: int, **stats: float) -> dict[str, Any]:

@@ -24,18 +24,29 @@ class MetricsSink(Protocol):
 
 
 class ReturnStats:
-    """Mean return over the last 100 episodes, and its best value over the run."""
+    """Mean return over the last 100 episodes, and its best value over the run; the success rate
+    over the last 100 episodes that reported success (envs that set ``info["is_success"]``)."""
 
     def __init__(self) -> None:
         self.recent: deque[float] = deque(maxlen=WINDOW)
+        self.recent_success: deque[bool] = deque(maxlen=WINDOW)
         self.best: float | None = None
         self.episodes = 0
 
-    def add(self, episode_return: float) -> None:
+    def add(self, episode_return: float, success: bool | None = None) -> None:
         self.recent.append(episode_return)
         self.episodes += 1
+        if success is not None:
+            self.recent_success.append(bool(success))
         if len(self.recent) == WINDOW:
             self.best = self.mean if self.best is None else max(self.best, self.mean)
+
+    @property
+    def success_rate(self) -> float | None:
+        """Fraction of successes in the last 100 episodes that reported one (None: none did)."""
+        if not self.recent_success:
+            return None
+        return sum(self.recent_success) / len(self.recent_success)
 
     @property
     def mean(self) -> float | None:
@@ -74,7 +85,7 @@ class Monitor:
         row = dict(msg)
         row["wall_s"] = round(self.wall_s, 3)
         if msg["kind"] == messages.EPISODE:
-            self.returns.add(msg["return"])
+            self.returns.add(msg["return"], msg.get("success"))
             row["episode"] = self.returns.episodes
         self.write(row)
 
@@ -90,10 +101,11 @@ class Monitor:
             self.steps_per_s = (steps - last_steps) / (now - last_t)
             self._last_rate = (now, steps)
         self.bar.n = steps
-        mean = self.returns.mean
-        self.bar.set_postfix(episodes=self.returns.episodes,
-                             R100="-" if mean is None else f"{mean:.1f}",
-                             sps=f"{self.steps_per_s:,.0f}", refresh=False)
+        mean, success = self.returns.mean, self.returns.success_rate
+        postfix = {"episodes": self.returns.episodes, "R100": "-" if mean is None else f"{mean:.1f}"}
+        if success is not None:  # only for envs that report success
+            postfix["success100"] = f"{success:.0%}"
+        self.bar.set_postfix(postfix, sps=f"{self.steps_per_s:,.0f}", refresh=False)
         self.bar.refresh()
         self._file.flush()
 

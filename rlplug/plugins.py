@@ -5,11 +5,16 @@ Entry-point groups a distribution may declare (in its ``pyproject.toml``):
 * ``rlplug.algos``     -> an :class:`rlplug.contracts.Algorithm` subclass
 * ``rlplug.networks``  -> an :class:`rlplug.contracts.Network` subclass
 * ``rlplug.executors`` -> an :class:`rlplug.contracts.Executor` subclass
+* ``rlplug.envs``      -> a gymnasium env: the entry point's NAME is a gymnasium id (e.g.
+  ``MyEnv-v0``), its value a ``gymnasium.Env`` subclass or a factory function returning an env.
+  :func:`register_env_plugins` registers every id with gymnasium (lazily: gymnasium imports the
+  ``"module:attr"`` only when the env is made); ``rlplug.envs.make_env`` calls it, in the main
+  process and in every worker. Env presets (``env/*.yaml``) ship through ``rlplug.configs``.
 * ``rlplug.configs``   -> a function ``register() -> str`` that stores the plugin's config
   dataclasses in Hydra's ConfigStore and returns its config search path (e.g.
   ``"pkg://my_plugin.conf"``), which the core adds to Hydra's search path.
 
-Algorithm, network and executor plugins are imported only when selected.
+Algorithm, network, executor and env plugins are imported only when selected.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.plugins import Plugins
@@ -32,10 +38,21 @@ def _check_config_hook(obj: object) -> None:
         raise TypeError(f"{obj!r} is not callable; an rlplug.configs entry point must be a function")
 
 
+def _check_env_creator(obj: object) -> None:
+    import gymnasium as gym
+
+    if isinstance(obj, type) and not issubclass(obj, gym.Env):
+        raise TypeError(f"{obj.__module__}.{obj.__qualname__} is not a gymnasium.Env subclass")
+    if not callable(obj):
+        raise TypeError(f"{obj!r} is neither a gymnasium.Env subclass nor a function returning an env")
+
+
 ALGOS: Registry[type[Algorithm]] = Registry("algo", "rlplug.algos", check_subclass(Algorithm))
 NETWORKS: Registry[type[Network]] = Registry("network", "rlplug.networks", check_subclass(Network))
 EXECUTORS: Registry[type[Executor]] = Registry("executor", "rlplug.executors", check_subclass(Executor))
 CONFIGS: Registry[Callable[[], str]] = Registry("config plugin", "rlplug.configs", _check_config_hook)
+# gymnasium id -> env class or factory; reaches gymnasium through register_env_plugins()
+ENVS: Registry[Callable[..., Any]] = Registry("env", "rlplug.envs", _check_env_creator)
 
 COMPONENTS = {"algo": ALGOS, "network": NETWORKS, "executor": EXECUTORS}
 """Config group -> registry; a group's ``name`` key selects the registered object."""
@@ -82,10 +99,47 @@ def install_search_path() -> None:
     Plugins.instance().register(RlplugSearchPathPlugin)
 
 
+def _entry_point_name(entry_point: Any) -> str:
+    """gymnasium's entry point as ``"module:attr"`` (it may be the string or the object)."""
+    if isinstance(entry_point, str):
+        return entry_point
+    return (f"{getattr(entry_point, '__module__', '?')}:"
+            f"{getattr(entry_point, '__qualname__', repr(entry_point))}")
+
+
+def register_env_plugins(registry: Registry[Callable[..., Any]] | None = None) -> None:
+    """Register every ``rlplug.envs`` id with gymnasium, importing nothing (gymnasium imports the
+    ``"module:attr"`` entry point when the env is made). Idempotent; called by every make_env.
+
+    An id gymnasium already has from elsewhere (a built-in env, a module that registered it) or
+    cannot register (not a valid id) is not registered: the entry is marked broken, which shows in
+    ``--list`` and when the id is made; every other env still works. ``registry``: ``ENVS``.
+    """
+    import gymnasium as gym
+
+    for entry in (ENVS if registry is None else registry).entries():
+        if entry.error is not None:
+            continue
+        known = gym.registry.get(entry.name)
+        where = None if known is None else _entry_point_name(known.entry_point)
+        if where == entry.target:
+            continue  # registered already (by an earlier call, or by the plugin's own module)
+        if known is not None:
+            entry.loaded, entry.error = True, (
+                f"gymnasium already has an env with id '{entry.name}' ({where}); give the plugin's "
+                f"env another id, e.g. with a namespace: '{entry.distribution}/{entry.name}'")
+            continue
+        try:
+            gym.register(entry.name, entry_point=entry.target)
+        except Exception as exc:  # e.g. a malformed id, or an unversioned id next to versioned ones
+            entry.loaded = True
+            entry.error = f"gymnasium cannot register this id: {exc}".splitlines()[0]
+
+
 def broken_plugins() -> list[str]:
     """One line per plugin entry point that failed to import (after they were resolved)."""
     lines = []
-    for registry in (CONFIGS, *COMPONENTS.values()):
+    for registry in (CONFIGS, *COMPONENTS.values(), ENVS):
         for entry in registry.entries():
             if entry.loaded and entry.error is not None:
                 lines.append(f"{registry.kind} '{entry.name}' from {entry.distribution} "
@@ -96,8 +150,9 @@ def broken_plugins() -> list[str]:
 def plugin_listing() -> str:
     """Every installed plugin with its distribution and version, importing each to check it."""
     load_config_plugins()  # runs the config hooks, so a hook that fails shows as BROKEN
+    register_env_plugins()  # so an id that clashes with one gymnasium already has shows as BROKEN
     sections = []
-    for registry in (*COMPONENTS.values(), CONFIGS):
+    for registry in (*COMPONENTS.values(), ENVS, CONFIGS):
         entries = [registry.resolve(entry.name) for entry in registry.entries()]
         sections.append((registry.group, [
             (e.name, e.distribution, e.version, e.target,
@@ -119,7 +174,7 @@ def plugin_listing() -> str:
 def distributions_with_plugins() -> dict[str, str]:
     """Distribution name -> version, for every distribution that declares an rlplug entry point."""
     found: dict[str, str] = {}
-    for registry in (*COMPONENTS.values(), CONFIGS):
+    for registry in (*COMPONENTS.values(), ENVS, CONFIGS):
         for entry in registry.entries():
             found[entry.distribution] = entry.version
     try:

@@ -136,7 +136,7 @@ def build(run: RunConfig, run_dir: Path, wandb_group: str | None,
     returns = ReturnStats()
     for row in read_metrics(run_dir / METRICS_NAME):
         if row.get("kind") == messages.EPISODE:
-            returns.add(row["return"])
+            returns.add(row["return"], row.get("success"))
     logger = WandbLogger(run.logger, resolved, run_dir, wandb_group, wandb_name,
                          resume_id=resumed.get("wandb_run_id") if resumed else None)
     monitor = Monitor(run_dir, counters, run.total_steps, [logger], run.progress,
@@ -205,6 +205,7 @@ def finish(session: Session, outcome: Outcome) -> RunResult:
                                  / max(outcome.session_s, 1e-9), 1),
             "return_mean100_final": session.returns.mean,
             "return_mean100_best": session.returns.best_or_mean,
+            "success_rate_100": session.returns.success_rate,
             "seed": run.seed, "workers": session.executor.workers, "resumed_from": run.resume,
             "error": outcome.error, "plugins": distributions_with_plugins(),
             "config": session.resolved,

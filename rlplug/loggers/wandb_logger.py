@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # worker's own rate) is charted as ``perf/worker<N>_steps_per_s`` instead.
 _TRAIN_ROW_KEYS = ("kind", "worker", "env_step", "wall_s", "steps_per_s")
 SUMMARY_KEYS = ("return_mean100_final", "return_mean100_best", "env_steps", "episodes", "wall_s",
-                "steps_per_s", "status")
+                "steps_per_s", "status", "success_rate_100")
 STEP_METRIC = "env_step"
 # Key prefixes plotted against env_step; "learning_curve" is the final plot as an image.
 _PREFIXES = ("episode/*", "train/*", "perf/*", "events/*", "eval/*", "learning_curve")
@@ -81,8 +81,11 @@ def row_to_wandb(row: dict[str, Any]) -> dict[str, Any] | None:
     """The W&B history entry for one metrics.jsonl row (None for rows W&B does not chart)."""
     kind = row.get("kind")
     if kind == messages.EPISODE:
-        return {STEP_METRIC: row["env_step"], "episode/return": row["return"],
+        data = {STEP_METRIC: row["env_step"], "episode/return": row["return"],
                 "episode/length": row["length"], "episode/index": row.get("episode")}
+        if "success" in row:  # envs that report info["is_success"]
+            data["episode/success"] = float(row["success"])
+        return data
     if kind == messages.TRAIN:
         # Every numeric statistic the algorithm sent, whatever the algorithm; text is not charted.
         data: dict[str, Any] = {f"train/{k}": v for k, v in row.items()
