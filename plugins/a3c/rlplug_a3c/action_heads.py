@@ -24,16 +24,19 @@ class CategoricalHead:
         self.start = int(space.start)
         self.policy_dim = self.n
 
-    def sample(self, params: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, int]:
-        """(action for the update, action for the env) from one step's logits ``[n]``."""
-        action = torch.multinomial(F.softmax(params, -1), 1, generator=generator)
-        return action[0], int(action) + self.start
+    action_shape: tuple[int, ...] = ()
+    action_dtype = torch.int64
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator
+               ) -> tuple[torch.Tensor, np.ndarray]:
+        """(actions for the update ``[B]``, actions for the envs ``[B]``) from the logits of a
+        batch of envs ``[B, n]``, all sampled in one call."""
+        action = torch.multinomial(F.softmax(params, -1), 1, generator=generator)[:, 0]
+        return action, action.numpy() + self.start
 
     def mode(self, params: torch.Tensor) -> int:
+        """The most likely action for one env's logits ``[n]``."""
         return int(params.argmax()) + self.start
-
-    def stack(self, actions: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(actions)
 
     def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,6 +64,8 @@ class GaussianHead:
         self.shape = space.shape
         self.dim = self.low.size
         self.policy_dim = 2 * self.dim
+        self.action_shape = (self.dim,)
+        self.action_dtype = torch.float32
         self.min_std, self.std_range = min_std, max_std - min_std
         # raw std parameters start near 0 (small head init): shift them to give init_std there
         start = (init_std - min_std) / self.std_range
@@ -71,19 +76,22 @@ class GaussianHead:
         return mean, self.min_std + self.std_range * torch.sigmoid(raw_std + self.std_shift)
 
     def to_env(self, action: np.ndarray) -> np.ndarray:
+        """Normalised actions ``[..., dim]`` to env actions ``[..., *space.shape]``."""
         unit = np.clip(action, -1.0, 1.0)
-        return (self.low + (unit + 1.0) * 0.5 * (self.high - self.low)).reshape(self.shape)
+        env_action = self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
+        return env_action.reshape(*action.shape[:-1], *self.shape)
 
-    def sample(self, params: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
+    def sample(self, params: torch.Tensor, generator: torch.Generator
+               ) -> tuple[torch.Tensor, np.ndarray]:
+        """(actions for the update ``[B, dim]``, actions for the envs ``[B, *space.shape]``) from
+        the policy parameters of a batch of envs ``[B, 2 * dim]``, all sampled in one call."""
         mean, std = self._mean_std(params)
-        action = mean + std * torch.randn(self.dim, generator=generator)
+        action = mean + std * torch.randn(mean.shape, generator=generator)
         return action, self.to_env(action.numpy())
 
     def mode(self, params: torch.Tensor) -> np.ndarray:
+        """The mean action for one env's policy parameters ``[2 * dim]``."""
         return self.to_env(self._mean_std(params)[0].numpy())
-
-    def stack(self, actions: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(actions)
 
     def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -53,7 +53,8 @@ class A3C(Algorithm):
         return SharedAdam(self.params, betas, self.cfg.optimizer_eps, lr_scale)
 
     def run_worker(self, ctx: WorkerContext) -> None:
-        A3CWorker(self, ctx).run()
+        # the worker gets what it needs, not the algorithm (nor the main process's global net)
+        A3CWorker(ctx, self.cfg, self.env_cfg, self.head, self.build_network).run()
 
     def actor(self, deterministic: bool = True) -> Actor:
         return A3CActor(self, deterministic)
@@ -89,4 +90,4 @@ class A3CActor(Actor):
         self.start = torch.zeros(1, 1)
         if self.deterministic:
             return self.head.mode(params[0, 0])
-        return self.head.sample(params[0, 0], self.generator)[1]
+        return self.head.sample(params[0], self.generator)[1][0]

@@ -1,48 +1,65 @@
 """Return and advantage targets for one segment (pure functions, tested against hand values).
 
-Conventions, per step ``t`` of a segment of length ``T``:
-  * ``rewards[t]``: training reward; when the episode was *truncated* at ``t`` it already includes
-    ``gamma * V(s_final)`` (see :func:`truncation_bootstrap`), so truncation bootstraps from the
-    final observation's value while termination bootstraps from 0;
-  * ``dones[t]``: 1.0 if the episode ended at ``t`` (terminated or truncated), else 0.0;
-  * ``bootstrap``: V of the observation after the segment's last step (ignored if that step ended
-    the episode).
+A segment is ``T`` rows of ``B`` envs (``[T, B]`` tensors; ``[T]`` for one env works too).
+Conventions, per row ``t`` and env ``b``:
+  * ``rewards[t, b]``: training reward; when env ``b``'s episode was *truncated* at ``t`` it already
+    includes ``gamma * V(s_final)`` (see :func:`truncation_bootstrap`), so truncation bootstraps
+    from the final observation's value while termination bootstraps from 0;
+  * ``dones[t, b]``: 1.0 if the episode ended at ``t`` (terminated or truncated), else 0.0;
+  * ``bootstrap[b]``: V of the observation after env ``b``'s last step in the segment (ignored if
+    that step ended the episode);
+  * ``valid[t, b]`` (optional, bool): False where env ``b`` did not step at row ``t`` (a cut step
+    budget leaves the last row partly idle). Idle rows must come after an env's stepped rows; they
+    pass ``bootstrap`` through unchanged and get a return of ``bootstrap`` and an advantage of 0.
 """
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import numpy as np
 import torch
 
+Number = TypeVar("Number", float, np.ndarray, torch.Tensor)
 
-def truncation_bootstrap(reward: float, final_value: float, gamma: float) -> float:
-    """The reward of a step whose episode was truncated: bootstrap from V(s') in place."""
+
+def truncation_bootstrap(reward: Number, final_value: Number, gamma: float) -> Number:
+    """The reward of a step whose episode was truncated: bootstrap from V(s') in place (floats, or
+    arrays of the truncated envs)."""
     return reward + gamma * final_value
 
 
 def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor, bootstrap: torch.Tensor,
-                   gamma: float) -> torch.Tensor:
-    """R_t = r_t + gamma * R_{t+1}, cut at episode ends, starting from ``bootstrap``."""
-    # The recursion runs on Python floats: for a segment of a few steps, per-element tensor
-    # indexing would cost more than the whole update's arithmetic.
-    returns = []
-    running = float(bootstrap)
-    for reward, done in zip(reversed(rewards.tolist()), reversed(dones.tolist()), strict=True):
-        running = reward + gamma * running * (1.0 - done)
-        returns.append(running)
-    return torch.tensor(returns[::-1], dtype=rewards.dtype)
+                   gamma: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """R_t = r_t + gamma * R_{t+1}, cut at episode ends, starting from ``bootstrap``, per env."""
+    # in float64, like a recursion on Python floats: the result does not depend on the batching
+    not_done = 1.0 - dones.double()
+    rewards64 = rewards.double()
+    returns = torch.empty_like(rewards64)
+    running = bootstrap.double()
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        stepped = rewards64[t] + gamma * not_done[t] * running
+        running = stepped if valid is None else torch.where(valid[t], stepped, running)
+        returns[t] = running
+    return returns.to(rewards.dtype)
 
 
 def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
-                   bootstrap: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
-    """Generalised advantage estimation (Schulman et al. 2016) over one segment."""
-    advantages = []
-    running = 0.0
-    next_value = float(bootstrap)
-    for reward, value, done in zip(reversed(rewards.tolist()), reversed(values.tolist()),
-                                   reversed(dones.tolist()), strict=True):
-        not_done = 1.0 - done
-        delta = reward + gamma * next_value * not_done - value
-        running = delta + gamma * lam * not_done * running
-        advantages.append(running)
-        next_value = value
-    return torch.tensor(advantages[::-1], dtype=rewards.dtype)
+                   bootstrap: torch.Tensor, gamma: float, lam: float,
+                   valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Generalised advantage estimation (Schulman et al. 2016) over one segment, per env."""
+    not_done = 1.0 - dones.double()
+    rewards64, values64 = rewards.double(), values.double()
+    advantages = torch.empty_like(rewards64)
+    running = torch.zeros_like(rewards64[0])
+    next_value = bootstrap.double()
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        delta = rewards64[t] + gamma * next_value * not_done[t] - values64[t]
+        stepped = delta + gamma * lam * not_done[t] * running
+        if valid is None:
+            running, next_value = stepped, values64[t]
+        else:
+            running = torch.where(valid[t], stepped, running)
+            next_value = torch.where(valid[t], values64[t], next_value)
+        advantages[t] = running
+    return advantages.to(rewards.dtype)

@@ -1,141 +1,209 @@
-"""One A3C worker: collect up to n_steps with a local copy of the global network, compute the
-loss on the segment, push the gradient through the shared optimizer, pull the new parameters."""
+"""One A3C worker: ``B`` envs stepped together (``algo.envs_per_worker``) with a local copy of the
+global network. It reserves ``T x B`` env steps of the run's budget (``T = algo.n_steps``), acts
+for a ``[T, B]`` segment (one batched forward pass and one batched sample per row), computes the
+loss on the whole segment, pushes the gradient through the shared optimizer and pulls the new
+parameters.
+
+The worker gets what it needs, not the algorithm: the hosted model (``ctx.model``), the config,
+the action head, a network builder and the env config.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from rlplug import messages
-from rlplug.contracts import State, WorkerContext
-from rlplug.envs import make_env
+from rlplug.config import EnvConfig
+from rlplug.contracts import Network, State, WorkerContext
 from rlplug.errors import FatalWorkerError
+from rlplug.vector_env import VectorEnv, VectorStep
+from rlplug_a3c.action_heads import ActionHead
+from rlplug_a3c.configs import A3CConfig
 from rlplug_a3c.flat_params import attach_flat_grad, flatten_parameters
-from rlplug_a3c.returns import gae_advantages, n_step_returns, truncation_bootstrap
-
-if TYPE_CHECKING:
-    from rlplug_a3c.algorithm import A3C
+from rlplug_a3c.loss import LossTerms, a3c_loss
+from rlplug_a3c.returns import truncation_bootstrap
 
 
 class NonFiniteError(FatalWorkerError):
     """A loss or gradient became NaN/inf; the run must stop with the last good checkpoint."""
 
 
+class NonFiniteObservationError(FatalWorkerError):
+    """An env returned a NaN/inf observation: a broken input that no restart can fix."""
+
+
 @dataclass
 class Segment:
-    """Up to n_steps transitions of one worker, with what the update needs to recompute them."""
+    """``T`` rows of ``B`` envs, with what the update needs to recompute them."""
 
-    obs: torch.Tensor  # [T+1, *obs_shape]: the T observations acted on, then the next one
-    episode_starts: torch.Tensor  # [T+1]: 1.0 where obs[t] starts an episode
-    actions: torch.Tensor  # [T] or [T, action_dim]
-    rewards: torch.Tensor  # [T] training rewards (scaled; truncation bootstrap folded in)
-    dones: torch.Tensor  # [T]
+    obs: torch.Tensor  # [T+1, B, *obs_shape]: the T rows acted on, then the next observations
+    episode_starts: torch.Tensor  # [T+1, B]: 1.0 where obs[t, b] starts an episode
+    actions: torch.Tensor  # [T, B] or [T, B, action_dim]
+    rewards: torch.Tensor  # [T, B] training rewards (scaled; truncation bootstrap folded in)
+    dones: torch.Tensor  # [T, B]
     initial_state: State  # the network state before obs[0]
+    valid: torch.Tensor | None = None  # [T, B] bool: False where an env sat out the last row
 
-
-@dataclass
-class Losses:
-    policy: torch.Tensor
-    value: torch.Tensor
-    entropy: torch.Tensor
-    total: torch.Tensor
+    @property
+    def steps(self) -> int:
+        """Env steps in the segment."""
+        return self.rewards.numel() if self.valid is None else int(self.valid.sum())
 
 
 class A3CWorker:
-    def __init__(self, algo: A3C, ctx: WorkerContext):
-        self.algo, self.ctx, self.cfg = algo, ctx, algo.cfg
-        self.head = algo.head
-        self.env = make_env(algo.env_cfg)
-        self.net = algo.build_network(self.head.policy_dim)
-        self.params = flatten_parameters(self.net)
-        self.grad = attach_flat_grad(self.net)
-        self.generator = torch.Generator().manual_seed(ctx.seed)
-        torch.manual_seed(ctx.seed)
-        n = self.cfg.n_steps
-        self.obs_buf = torch.zeros((n + 1, *algo.spec.obs_shape))
-        self.start_buf = torch.zeros(n + 1)
-        self.no_start = torch.zeros(1, 1)
-        # episode bookkeeping
-        obs, _ = self.env.reset(seed=ctx.seed)
-        self.env.action_space.seed(ctx.seed)
-        self.obs = obs
-        self.state = self.net.initial_state(1)
-        self.episode_start = 1.0
-        self.episode_return = 0.0
-        self.episode_length = 0
+    """Acts in ``cfg.envs_per_worker`` envs and trains the hosted model ``ctx.model``."""
+
+    def __init__(self, ctx: WorkerContext, cfg: A3CConfig, env_cfg: EnvConfig, head: ActionHead,
+                 build_network: Callable[[int], Network]):
+        self.ctx, self.cfg, self.head = ctx, cfg, head
+        self.num_envs = B = cfg.envs_per_worker
+        self.envs = VectorEnv(env_cfg, B)
+        try:
+            self.net = build_network(head.policy_dim)
+            self.params = flatten_parameters(self.net)
+            self.grad = attach_flat_grad(self.net)
+            self.pulled_version = 0
+            self.generator = torch.Generator().manual_seed(ctx.seed)
+            torch.manual_seed(ctx.seed)
+            T = cfg.n_steps
+            obs_shape = tuple(self.envs.observation_space.shape)
+            # Segment buffers, reused: the torch tensors and their numpy views share memory, so
+            # the env's numpy results land in them with one copy per row.
+            self.obs_buf = torch.zeros((T + 1, B, *obs_shape))
+            self.start_buf = torch.zeros((T + 1, B))
+            self.action_buf = torch.zeros((T, B, *head.action_shape), dtype=head.action_dtype)
+            self.obs_np, self.start_np = self.obs_buf.numpy(), self.start_buf.numpy()
+            self.reward_np = np.zeros((T, B), dtype=np.float32)
+            self.done_np = np.zeros((T, B), dtype=np.float32)
+            # per-env episode bookkeeping
+            self.obs, _ = self.envs.reset(seed=ctx.seed)
+            self._check_finite(self.obs, ctx.counters.env_steps)
+            self.starts = np.ones(B, dtype=np.float32)
+            self.state = self.net.initial_state(B)
+            self.episode_return = np.zeros(B)
+            self.episode_length = np.zeros(B, dtype=np.int64)
+        except BaseException:
+            self.envs.close()
+            raise
 
     # -- acting ----------------------------------------------------------------------------
     def collect(self, steps: int) -> tuple[Segment, int]:
-        """Act for ``steps`` env steps; returns the segment and the number of finished episodes."""
-        cfg, head, net = self.cfg, self.head, self.net
-        initial_state = tuple(s.detach() for s in self.state)
-        actions, rewards, dones = [], [], []
+        """Act for ``steps`` env steps (at most ``n_steps`` rows of ``B`` envs; when ``steps`` is
+        not a multiple of ``B`` only the first envs step in the last row). Returns the segment
+        and the number of episodes that finished in it."""
+        B = self.num_envs
+        rows = -(-steps // B)
+        last = steps - (rows - 1) * B  # envs that step in the last row
+        if not 1 <= rows <= self.cfg.n_steps:
+            raise ValueError(f"a segment holds 1..{self.cfg.n_steps * B} env steps, got {steps}")
+        net, head, envs, generator = self.net, self.head, self.envs, self.generator
+        initial_state = self.state
+        base = self.ctx.counters.env_steps
         finished = 0
         with torch.no_grad():
-            for t in range(steps):
-                self.obs_buf[t] = torch.from_numpy(self.obs)
-                self.start_buf[t] = self.episode_start
-                params, _, self.state = net(self.obs_buf[t].view(1, 1, -1), self.state,
-                                            self.start_buf[t].view(1, 1))
-                action, env_action = head.sample(params[0, 0], self.generator)
-                obs, reward, terminated, truncated, _ = self.env.step(env_action)
-                self.episode_return += float(reward)
-                self.episode_length += 1
-                train_reward = (float(reward) + cfg.reward_offset) * cfg.reward_scale
-                if truncated and not terminated:
-                    _, final_value, _ = net(torch.as_tensor(obs, dtype=torch.float32).view(1, 1, -1),
-                                            self.state,
-                                            self.no_start)
-                    train_reward = truncation_bootstrap(train_reward, float(final_value), cfg.gamma)
-                done = terminated or truncated
-                actions.append(action)
-                rewards.append(train_reward)
-                dones.append(float(done))
-                if done:
-                    finished += 1
-                    env_step = self.ctx.counters.env_steps + t + 1
-                    self.ctx.send(messages.episode(self.ctx.rank, env_step, self.episode_return,
-                                                   self.episode_length))
-                    obs, _ = self.env.reset()
-                    self.episode_return, self.episode_length = 0.0, 0
-                self.obs = obs
-                self.episode_start = float(done)
-        self.obs_buf[steps] = torch.from_numpy(self.obs)
-        self.start_buf[steps] = self.episode_start
-        segment = Segment(self.obs_buf[: steps + 1].clone(), self.start_buf[: steps + 1].clone(),
-                          head.stack(actions), torch.tensor(rewards), torch.tensor(dones),
-                          initial_state)
+            for t in range(rows):
+                n = B if t < rows - 1 else last
+                self.obs_np[t] = self.obs
+                self.start_np[t] = self.starts
+                policy, _, state = net(self.obs_buf[t: t + 1], self.state,
+                                       self.start_buf[t: t + 1])
+                actions, env_actions = head.sample(policy[0], generator)
+                self.action_buf[t] = actions
+                result = envs.step(env_actions, n)
+                if n < B:  # the envs that sat this row out keep their state
+                    state = tuple(torch.cat([new[:n], old[n:]])
+                                  for new, old in zip(state, self.state, strict=True))
+                self.state = state
+                finished += self._record(t, n, result, base + t * B)
+        self.obs_np[rows] = self.obs
+        self.start_np[rows] = self.starts
+        valid = None
+        if last < B:
+            valid = torch.ones((rows, B), dtype=torch.bool)
+            valid[rows - 1, last:] = False
+        segment = Segment(self.obs_buf[: rows + 1].clone(), self.start_buf[: rows + 1].clone(),
+                          self.action_buf[:rows].clone(),
+                          torch.from_numpy(self.reward_np[:rows].copy()),
+                          torch.from_numpy(self.done_np[:rows].copy()), initial_state, valid)
         return segment, finished
 
+    def _record(self, t: int, n: int, result: VectorStep, step_base: int) -> int:
+        """Book row ``t``'s results for the ``n`` envs that stepped; returns finished episodes.
+        ``step_base + i + 1`` is the run's env step reported for env ``i``."""
+        obs = result.obs
+        self._check_finite(obs, step_base)
+        rewards = result.rewards
+        self.episode_return[:n] += rewards
+        self.episode_length[:n] += 1
+        cfg = self.cfg
+        train_rewards = (rewards + cfg.reward_offset) * cfg.reward_scale
+        ended = result.terminated | result.truncated
+        finished = 0
+        if result.final_obs:
+            finished = self._end_episodes(result, train_rewards, step_base)
+        self.reward_np[t, :n] = train_rewards
+        self.done_np[t, :n] = ended
+        self.obs[:n] = obs
+        self.starts[:n] = ended
+        return finished
+
+    def _end_episodes(self, result: VectorStep, train_rewards: np.ndarray, step_base: int) -> int:
+        """Truncated episodes bootstrap from V(final obs), computed with each env's state after
+        the step; every finished episode is reported with its own return and length."""
+        ended = sorted(result.final_obs)
+        for i in ended:
+            self._check_finite(result.final_obs[i][None], step_base, first_env=i)
+        cut = [i for i in ended if result.truncated[i] and not result.terminated[i]]
+        if cut:
+            final = torch.from_numpy(np.stack([result.final_obs[i] for i in cut]))
+            index = torch.tensor(cut)
+            _, value, _ = self.net(final.unsqueeze(0), tuple(s[index] for s in self.state),
+                                   torch.zeros(1, len(cut)))
+            train_rewards[cut] = truncation_bootstrap(train_rewards[cut],
+                                                      value[0].double().numpy(), self.cfg.gamma)
+        ctx = self.ctx
+        for i in ended:
+            success = result.final_info[i].get("is_success")
+            ctx.send(messages.episode(ctx.rank, step_base + i + 1, float(self.episode_return[i]),
+                                      int(self.episode_length[i]),
+                                      success=None if success is None else bool(success)))
+            self.episode_return[i] = 0.0
+            self.episode_length[i] = 0
+        return len(ended)
+
+    def _check_finite(self, obs: np.ndarray, step_base: int, first_env: int = 0) -> None:
+        """Raise :class:`NonFiniteObservationError` naming the worker, env and env step if any
+        observation is NaN/inf (one reduction per row on the fast path)."""
+        if math.isfinite(float(obs.sum())):
+            return
+        bad = ~np.isfinite(obs.reshape(len(obs), -1))
+        rows = np.flatnonzero(bad.any(axis=1))
+        if not len(rows):  # a finite sum that overflowed: no component is NaN/inf
+            return
+        i = int(rows[0])
+        env, what = first_env + i, "nan" if np.isnan(obs[i]).any() else "inf"
+        raise NonFiniteObservationError(
+            f"non-finite observation ({what}) from env {env} of worker {self.ctx.rank} at env step "
+            f"{step_base + env + 1} (components {np.flatnonzero(bad[i]).tolist()}); rlplug cannot "
+            f"train on NaN/inf inputs: fix the env or its wrappers")
+
     # -- learning --------------------------------------------------------------------------
-    def losses(self, segment: Segment) -> Losses:
+    def losses(self, segment: Segment) -> LossTerms:
         """Recompute the segment from its initial state and build the A3C loss."""
         cfg = self.cfg
         T = segment.rewards.shape[0]
-        params, values, _ = self.net(segment.obs.unsqueeze(1), segment.initial_state,
-                                     segment.episode_starts.unsqueeze(1))
-        params, values = params[:T, 0], values[:, 0]
-        bootstrap = values[T].detach()
-        step_values = values[:T]
-        if cfg.gae_lambda is None:
-            returns = n_step_returns(segment.rewards, segment.dones, bootstrap, cfg.gamma)
-            advantages = returns - step_values.detach()
-        else:
-            advantages = gae_advantages(segment.rewards, step_values.detach(), segment.dones,
-                                        bootstrap, cfg.gamma, cfg.gae_lambda)
-            returns = advantages + step_values.detach()
-        if cfg.normalize_advantages and T > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        log_probs, entropy = self.head.log_prob_entropy(params, segment.actions)
-        policy_loss = -(log_probs * advantages).mean()
-        value_loss = 0.5 * (returns - step_values).pow(2).mean()
-        entropy = entropy.mean()
-        total = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
-        return Losses(policy_loss, value_loss, entropy, total)
+        policy, values, _ = self.net(segment.obs, segment.initial_state, segment.episode_starts)
+        log_probs, entropy = self.head.log_prob_entropy(policy[:T], segment.actions)
+        return a3c_loss(log_probs, entropy, values, segment.rewards, segment.dones,
+                        gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, value_coef=cfg.value_coef,
+                        entropy_coef=cfg.entropy_coef,
+                        normalize_advantages=cfg.normalize_advantages, valid=segment.valid)
 
     def learning_rate(self) -> float:
         if self.cfg.lr_schedule == "linear":
@@ -172,15 +240,23 @@ class A3CWorker:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
-        ctx, cfg = self.ctx, self.cfg
+        ctx = self.ctx
+        segment_steps = self.cfg.n_steps * self.num_envs
         stats = TrainStats(ctx.report_every_s)
         try:
             while not ctx.stop_requested():
-                steps = ctx.counters.reserve_steps(cfg.n_steps, ctx.total_steps)
+                # the last reservation may be cut short: the run ends at exactly total_steps
+                steps = ctx.counters.reserve_steps(segment_steps, ctx.total_steps)
                 if steps == 0:
                     break
-                self.pull()
-                segment, finished = self.collect(steps)
+                try:
+                    self.pull()
+                    segment, finished = self.collect(steps)
+                except BaseException:
+                    # a segment that was not finished is not counted: its steps go back to the
+                    # budget (the run still ends at total_steps if the worker is restarted)
+                    ctx.counters.release_steps(steps)
+                    raise
                 env_step = ctx.counters.add(steps, finished)
                 stats.add(self.update(segment, env_step), steps)
                 if stats.due():
@@ -188,7 +264,7 @@ class A3CWorker:
             if stats.updates:
                 ctx.send(messages.train(ctx.rank, ctx.counters.env_steps, **stats.flush()))
         finally:
-            self.env.close()
+            self.envs.close()
 
 
 class TrainStats:
@@ -220,4 +296,3 @@ class TrainStats:
         out["updates"] = float(self.updates)
         self._reset()
         return out
-

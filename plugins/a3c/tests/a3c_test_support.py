@@ -57,10 +57,10 @@ def a3c_updates_in_child(algos: list[Any], seed: int, updates: int, result: Any)
     for algo in algos:
         ctx = WorkerContext(rank=0, seed=seed, counters=SharedCounters(), model=algo.model, total_steps=10**9,
                             send=lambda _msg: None, stop_requested=lambda: False)
-        worker = A3CWorker(algo, ctx)
+        worker = A3CWorker(ctx, algo.cfg, algo.env_cfg, algo.head, algo.build_network)
         for _ in range(updates):
             worker.pull()
-            segment, _ = worker.collect(algo.cfg.n_steps)
+            segment, _ = worker.collect(algo.cfg.n_steps * algo.cfg.envs_per_worker)
             worker.update(segment, 0)
     result.put([algo.optimizer.step_count for algo in algos])
 

@@ -52,6 +52,16 @@ def train_run(compose_run: Callable[..., RunConfig], tmp_path: Path) -> Callable
     return train_run
 
 
+def worker_for(algo: A3C, seed: int = 123, send: Callable[[Any], None] | None = None,
+               total_steps: int = 10**9) -> A3CWorker:
+    """An A3CWorker on ``algo``'s hosted model, built as ``A3C.run_worker`` builds it, outside any
+    executor (rank 0, its own counters)."""
+    ctx = WorkerContext(rank=0, seed=seed, counters=SharedCounters(), model=algo.model,
+                        total_steps=total_steps, send=send or (lambda _msg: None),
+                        stop_requested=lambda: False)
+    return A3CWorker(ctx, algo.cfg, algo.env_cfg, algo.head, algo.build_network)
+
+
 @pytest.fixture
 def make_worker(compose_run: Callable[..., RunConfig]) -> Callable[..., A3CWorker]:
     """``make_worker(*overrides, seed=..., messages=None)``: one A3CWorker on the real algorithm,
@@ -61,9 +71,7 @@ def make_worker(compose_run: Callable[..., RunConfig]) -> Callable[..., A3CWorke
         algo = build_algorithm(run, probe_env(run.env))
         assert isinstance(algo, A3C)
         sink = messages if messages is not None else []
-        ctx = WorkerContext(rank=0, seed=seed, counters=SharedCounters(), model=algo.model, total_steps=run.total_steps,
-                            send=sink.append, stop_requested=lambda: False)
-        return A3CWorker(algo, ctx)
+        return worker_for(algo, seed, sink.append, run.total_steps)
     return make_worker
 
 

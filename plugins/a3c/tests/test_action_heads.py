@@ -27,13 +27,21 @@ def test_categorical_samples_follow_the_policy_and_respect_the_space_start() -> 
     head = CategoricalHead(space)
     logits = torch.log(torch.tensor([0.2, 0.5, 0.3]))
     generator = torch.Generator().manual_seed(1)
-    counts = np.zeros(3)
-    for _ in range(4000):
-        action, env_action = head.sample(logits, generator)
-        assert env_action == int(action) - 1 and space.contains(env_action)
-        counts[int(action)] += 1
+    # one call samples a whole batch of envs: [B, n] logits -> [B] actions
+    actions, env_actions = head.sample(logits.expand(4000, 3), generator)
+    assert actions.shape == (4000,) and env_actions.shape == (4000,)
+    assert np.array_equal(env_actions, actions.numpy() - 1)
+    assert all(space.contains(a) for a in env_actions[:50])
+    counts = np.bincount(actions.numpy(), minlength=3)
     assert np.allclose(counts / counts.sum(), [0.2, 0.5, 0.3], atol=0.03)
     assert head.mode(logits) == 0  # argmax index 1, shifted by start=-1
+
+
+def test_each_env_of_a_batch_samples_from_its_own_logits() -> None:
+    head = CategoricalHead(gym.spaces.Discrete(3))
+    logits = torch.tensor([[0.0, -50.0, -50.0], [-50.0, 0.0, -50.0], [-50.0, -50.0, 0.0]])
+    actions, _ = head.sample(logits.repeat(100, 1), torch.Generator().manual_seed(0))
+    assert actions.tolist() == [0, 1, 2] * 100
 
 
 def _gaussian(low: list[float], high: list[float], min_std: float = 1e-3,
@@ -79,11 +87,15 @@ def test_gaussian_samples_stay_in_the_space_and_keep_its_shape() -> None:
     space = gym.spaces.Box(-3.0, 1.0, shape=(2, 1), dtype=np.float32)
     head = make_action_head(space, 1e-3, 0.7, 1.0)
     generator = torch.Generator().manual_seed(3)
-    for _ in range(200):
-        action, env_action = head.sample(torch.zeros(4), generator)
-        assert action.shape == (2,)
-        assert env_action.shape == (2, 1)
-        assert space.contains(env_action.astype(np.float32))
+    actions, env_actions = head.sample(torch.zeros(200, 4), generator)  # 200 envs at once
+    assert actions.shape == (200, 2)
+    assert env_actions.shape == (200, 2, 1)
+    assert all(space.contains(a.astype(np.float32)) for a in env_actions)
+    assert actions.std(0).min() > 0.5, "every env gets its own noise"
+    # each env's sample is its mean plus noise: a mean of -1 in env 0 and +1 in env 1
+    params = torch.tensor([[-20.0, -20.0, -1e4, -1e4], [20.0, 20.0, -1e4, -1e4]])
+    _, env_actions = head.sample(params, generator)
+    assert np.allclose(env_actions[0], -3.0, atol=0.01) and np.allclose(env_actions[1], 1.0, atol=0.01)
 
 
 def test_unsupported_action_spaces_are_refused() -> None:

@@ -30,7 +30,7 @@ from rlplug.evaluate import load_run
 from rlplug.evaluation import evaluate_policy
 from rlplug.plugins import install_search_path
 from rlplug.run import train
-from rlplug_a3c.networks.lstm import LSTMActorCritic
+from rlplug_a3c.networks.lstm import LSTMActorCritic, reset_free_stretches
 from rlplug_a3c.worker import A3CWorker, Segment
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -55,45 +55,63 @@ def make_worker(run: RunConfig) -> A3CWorker:
     algo = build_algorithm(run, probe_env(run.env))
     ctx = WorkerContext(rank=0, seed=run.seed, counters=SharedCounters(), model=algo.model, total_steps=run.total_steps,
                         send=lambda msg: None, stop_requested=lambda: False)
-    return A3CWorker(algo, ctx)
+    return A3CWorker(ctx, algo.cfg, algo.env_cfg, algo.head, algo.build_network)
 
 
 @dataclass
 class Step:
-    """One acting step as the worker saw it."""
+    """One acting row as the worker saw it (``B`` envs)."""
 
-    start: float  # the episode_starts flag passed with this observation
-    core_inputs: list[tuple[torch.Tensor, torch.Tensor]]  # (h, c) each LSTM cell received
-    policy: torch.Tensor
-    value: torch.Tensor
+    starts: torch.Tensor  # [B] the episode_starts flags passed with this row's observations
+    state_in: State  # the state the worker passed in
+    policy: torch.Tensor  # [B, policy_dim]
+    value: torch.Tensor  # [B]
     state_out: State
+    from_zero: tuple[torch.Tensor, torch.Tensor]  # (policy, value) from a zero state, no reset flag
+    carried: tuple[torch.Tensor, torch.Tensor]  # (policy, value) from state_in, no reset flag
+
+
+@dataclass
+class BootstrapCall:
+    """A value-only call: V(final obs) of truncated episodes, after acting row ``after``."""
+
+    after: int
+    state_in: State
 
 
 class Recorder:
     """Wraps a worker's network and action head to record what acting and the update computed.
 
-    Acting steps are the network calls whose policy the action head sampled from (the worker also
-    calls the network for the value of a truncated episode's final observation).
+    Acting rows are the ``T=1`` network calls whose policy the action head sampled from; other
+    ``T=1`` calls are the values of truncated episodes' final observations. For each acting row
+    the recorder also evaluates the same observations from a zero state and from the incoming
+    state without any reset, so a test can tell which state each env's core really started from.
     """
 
     def __init__(self, worker: A3CWorker):
         self.steps: list[Step] = []
+        self.bootstraps: list[BootstrapCall] = []
         self.updates: list[tuple[torch.Tensor, torch.Tensor]] = []  # (policy, value) per update
         self._last: Step | None = None
-        self._cell_inputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._ending = False
         net, head = worker.net, worker.head
-        for tower in net.towers:
-            tower.cell.register_forward_pre_hook(self._on_cell)
         forward, sample = net.forward, head.sample
 
         def recording_forward(obs, state, starts):
-            self._cell_inputs = []
             policy, value, new_state = forward(obs, state, starts)
-            if obs.shape[0] == 1:
-                self._last = Step(float(starts[0, 0]), self._cell_inputs, policy[0, 0].clone(),
-                                  value[0, 0].clone(), tuple(s.clone() for s in new_state))
+            if self._ending:  # inside _end_episodes: V(final obs) of truncated episodes
+                self.bootstraps.append(BootstrapCall(len(self.steps) - 1,
+                                                     tuple(s.clone() for s in state)))
+            elif obs.shape[0] == 1:
+                with torch.no_grad():
+                    zero_p, zero_v, _ = forward(obs, net.initial_state(obs.shape[1]), 0 * starts)
+                    carry_p, carry_v, _ = forward(obs, state, 0 * starts)
+                self._last = Step(starts[0].clone(), tuple(s.clone() for s in state),
+                                  policy[0].clone(), value[0].clone(),
+                                  tuple(s.clone() for s in new_state),
+                                  (zero_p[0], zero_v[0]), (carry_p[0], carry_v[0]))
             else:
-                self.updates.append((policy[:, 0].detach().clone(), value[:, 0].detach().clone()))
+                self.updates.append((policy.detach().clone(), value.detach().clone()))
             return policy, value, new_state
 
         def recording_sample(params, generator):
@@ -103,21 +121,28 @@ class Recorder:
 
         net.forward = recording_forward  # instance attribute: nn.Module.__call__ finds it first
         head.sample = recording_sample
+        end_episodes = worker._end_episodes
 
-    def _on_cell(self, _module, args) -> None:
-        _, (h, c) = args
-        self._cell_inputs.append((h.clone(), c.clone()))
+        def recording_end_episodes(result, train_rewards, step_base):
+            self._ending = True
+            try:
+                return end_episodes(result, train_rewards, step_base)
+            finally:
+                self._ending = False
+
+        worker._end_episodes = recording_end_episodes
 
 
-def drive(worker: A3CWorker, segments: int, n_steps: int,
+def drive(worker: A3CWorker, segments: int,
           after_update: Callable[[Segment], None] | None = None) -> list[Segment]:
     """The worker's own loop (pull, collect, update), ``segments`` times; ``after_update`` sees
     each segment while the local network still has the parameters it acted with."""
     out = []
+    steps = worker.cfg.n_steps * worker.num_envs
     for _ in range(segments):
         worker.pull()
-        segment, finished = worker.collect(n_steps)
-        worker.ctx.counters.add(n_steps, finished)
+        segment, finished = worker.collect(steps)
+        worker.ctx.counters.add(steps, finished)
         worker.update(segment, worker.ctx.counters.env_steps)
         if after_update is not None:
             after_update(segment)
@@ -134,47 +159,67 @@ def _is_zero(state: State | tuple[torch.Tensor, ...]) -> bool:
 
 
 @pytest.mark.parametrize("share_core", [True, False])
-def test_lstm_state_is_zero_at_episode_start_and_carried_across_segments_within_an_episode(
+def test_lstm_state_is_zero_at_each_envs_episode_start_and_carried_across_segments_within_an_episode(
         share_core: bool) -> None:
-    # episodes of at most 12 steps (truncated) or fewer (terminated), segments of 5: episode ends
-    # fall at every position inside segments and on segment boundaries
+    # 3 envs, episodes of at most 12 steps (truncated) or fewer (terminated), segments of 5 rows:
+    # episode ends fall at every position inside segments and on segment boundaries, at
+    # different rows in different envs
+    B = 3
     run = compose_run("env=cartpole", "network=lstm", f"network.share_core={share_core}",
-                      "env.max_episode_steps=12", "algo.n_steps=5", "seed=3")
+                      "env.max_episode_steps=12", "algo.n_steps=5", f"algo.envs_per_worker={B}",
+                      "seed=3")
     worker = make_worker(run)
     rec = Recorder(worker)
-    segments = drive(worker, 40, 5)
-    starts = torch.cat([seg.episode_starts[:-1] for seg in segments])
+    segments = drive(worker, 40)
+    starts = torch.cat([seg.episode_starts[:-1] for seg in segments])  # [200, B]
     dones = torch.cat([seg.dones for seg in segments])
     assert len(rec.steps) == len(starts) == 200
-    cores = 1 if share_core else 2
 
-    # the flags mark exactly the first step of every episode
-    expected = torch.cat([torch.ones(1), dones[:-1]])
+    # the flags mark exactly the first step of every episode, per env
+    expected = torch.cat([torch.ones(1, B), dones[:-1]])
     assert torch.equal(starts, expected)
-    assert 10 < int(starts.sum()) < 100
+    assert all(10 < int(starts[:, b].sum()) < 100 for b in range(B))
+    assert (starts.sum(1) % B != 0).sum() > 20, "envs should start episodes at different rows"
 
     for i, step in enumerate(rec.steps):
-        assert step.start == float(starts[i])
-        assert len(step.core_inputs) == cores
-        if step.start:  # a new episode: every core starts from zeros
-            assert all(_is_zero(hc) for hc in step.core_inputs), f"step {i}: state not reset"
-        else:  # within an episode: the state the previous step produced, which is not zero
-            previous = rec.steps[i - 1].state_out
-            for k, (h, c) in enumerate(step.core_inputs):
-                assert torch.equal(h, previous[2 * k]) and torch.equal(c, previous[2 * k + 1])
-                assert h.abs().sum() > 0
+        assert torch.equal(step.starts, starts[i])
+        for b in range(B):
+            if step.starts[b]:  # a new episode: the core starts from zeros
+                torch.testing.assert_close(step.policy[b], step.from_zero[0][b], rtol=0, atol=1e-6)
+                torch.testing.assert_close(step.value[b], step.from_zero[1][b], rtol=0, atol=1e-6)
+            else:  # within an episode: the state the previous row produced, which is not zero
+                previous = rec.steps[i - 1].state_out
+                for k, s in enumerate(step.state_in):
+                    assert torch.equal(s[b], previous[k][b]), f"row {i}, env {b}: state not carried"
+                    assert s[b].abs().sum() > 0
+                torch.testing.assert_close(step.policy[b], step.carried[0][b], rtol=0, atol=1e-6)
+                assert (step.policy[b] - step.from_zero[0][b]).abs().max() > 1e-6 or \
+                    (step.value[b] - step.from_zero[1][b]).abs() > 1e-6, \
+                    f"row {i}, env {b}: outputs do not depend on the carried state"
 
-    # each segment stores the state its first step starts from: the previous segment's last
+    # each segment stores the state its first row starts from: the previous segment's last
     # state (inside an episode it is not reset; at an episode start the flag makes it irrelevant)
     mid_episode = 0
     for k in range(1, len(segments)):
         carried = rec.steps[5 * k - 1].state_out
         for stored, last in zip(segments[k].initial_state, carried, strict=True):
             assert torch.equal(stored, last)
-        if segments[k].episode_starts[0] == 0:
+        mid = segments[k].episode_starts[0] == 0
+        if mid.any():
             mid_episode += 1
-            assert not _is_zero(segments[k].initial_state)
+            assert not _is_zero(tuple(s[mid] for s in segments[k].initial_state))
     assert mid_episode >= 5
+
+    # truncated episodes bootstrap from V(final obs) with each env's state after that step: every
+    # row of the state passed to that call is the state that env's core produced in that step
+    assert len(rec.bootstraps) > 10
+    for call in rec.bootstraps:
+        after = rec.steps[call.after].state_out
+        for got, produced in zip(call.state_in, after, strict=True):
+            assert not _is_zero((got,))
+            for row in got:
+                assert (produced == row).all(-1).any(), "a truncated env bootstrapped from " \
+                                                        "another state than its own after the step"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,55 +227,72 @@ def test_lstm_state_is_zero_at_episode_start_and_carried_across_segments_within_
 
 
 @pytest.mark.parametrize("env_overrides", [
-    ["env=cartpole", "env.max_episode_steps=9"],  # discrete: logits
+    ["env=cartpole", "env.max_episode_steps=15"],  # discrete: logits
     ["env=pendulum", "env.max_episode_steps=7"],  # continuous: means and standard deviations
 ], ids=["discrete", "continuous"])
 @pytest.mark.parametrize("share_core", [True, False])
-def test_update_recomputes_the_acting_outputs_across_episode_boundaries(
+def test_update_recomputes_the_acting_outputs_of_a_batch_whose_envs_reset_at_different_steps(
         env_overrides: list[str], share_core: bool) -> None:
-    n = 6
+    n, B = 6, 4
     run = compose_run(*env_overrides, "network=lstm", f"network.share_core={share_core}",
-                      "network.post_sizes=[16]", f"algo.n_steps={n}", "seed=1")
+                      "network.post_sizes=[16]", f"algo.n_steps={n}",
+                      f"algo.envs_per_worker={B}", "seed=1")
     worker = make_worker(run)
     rec = Recorder(worker)
     bootstraps = []
 
     def bootstrap_from_last_state(segment: Segment) -> None:
-        # V(obs[T]) from the state after the segment's last step, with the acting parameters
+        # V(obs[T]) from the state after the segment's last row, with the acting parameters
         with torch.no_grad():
-            _, value, _ = worker.net(segment.obs[n].view(1, 1, -1), rec.steps[-1].state_out,
-                                     segment.episode_starts[n].view(1, 1))
-        bootstraps.append(value[0, 0])
+            _, value, _ = worker.net(segment.obs[n: n + 1], rec.steps[-1].state_out,
+                                     segment.episode_starts[n: n + 1])
+        bootstraps.append(value[0])
 
-    segments = drive(worker, 12, n, bootstrap_from_last_state)
+    segments = drive(worker, 12, bootstrap_from_last_state)
     assert len(rec.updates) == len(segments)
-    crossing = 0
+    crossing = staggered = long_stretches = 0
     for k, (segment, (policy, value)) in enumerate(zip(segments, rec.updates, strict=True)):
         acted = rec.steps[n * k: n * (k + 1)]
-        # the update's forward over obs[0..T] from the stored initial state gives, for every
-        # step, the policy and value the worker computed while acting
+        # the update's forward over obs[0..T] from the stored initial state gives, for every row
+        # and env, the policy and value the worker computed while acting
         torch.testing.assert_close(policy[:n], torch.stack([s.policy for s in acted]),
                                    rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(value[:n], torch.stack([s.value for s in acted]),
                                    rtol=1e-5, atol=1e-6)
-        # the bootstrap value comes from the state after the segment's last step
+        # the bootstrap value comes from each env's state after the segment's last row
         torch.testing.assert_close(value[n], bootstraps[k], rtol=1e-5, atol=1e-6)
-        crossing += int(segment.episode_starts[1:n].any())
+        inner = segment.episode_starts[1:n]
+        crossing += int(inner.any())
+        staggered += int(len({tuple(inner[:, b].tolist()) for b in range(B)}) > 1)
+        stretches = reset_free_stretches(segment.episode_starts)
+        long_stretches += int(len(stretches) > 1 and max(e - s for s, e in stretches) > 1)
     assert crossing >= 3  # several segments had an episode end inside them
+    if env_overrides[0] == "env=cartpole":
+        assert staggered >= 3  # ... at different rows in different envs
+    assert long_stretches >= 1  # nn.LSTM ran over a multi-step stretch between resets
+
+
+def test_reset_free_stretches_cut_at_rows_where_any_env_starts_an_episode() -> None:
+    starts = torch.zeros(7, 3)
+    starts[0] = 1
+    starts[2, 1] = 1
+    starts[5, 0] = starts[5, 2] = 1
+    assert reset_free_stretches(starts) == [(0, 2), (2, 5), (5, 7)]
+    assert reset_free_stretches(torch.zeros(4, 2)) == [(0, 4)]
+    assert reset_free_stretches(torch.ones(1, 2)) == [(0, 1)]
 
 
 def test_lstm_recomputation_differs_without_the_stored_initial_state() -> None:
     """Guard for the test above: mid-episode, the stored state changes the outputs (so starting
     the update from zeros would be caught)."""
-    run = compose_run("env=cartpole", "network=lstm", "algo.n_steps=5", "seed=0")
+    run = compose_run("env=cartpole", "network=lstm", "algo.n_steps=5", "algo.envs_per_worker=2",
+                      "seed=0")
     worker = make_worker(run)
-    segments = drive(worker, 3, 5)
-    segment = next(s for s in segments if s.episode_starts[0] == 0)
+    segments = drive(worker, 3)
+    segment = next(s for s in segments if (s.episode_starts[0] == 0).all())
     with torch.no_grad():
-        stored, _, _ = worker.net(segment.obs.unsqueeze(1), segment.initial_state,
-                                  segment.episode_starts.unsqueeze(1))
-        zeros, _, _ = worker.net(segment.obs.unsqueeze(1), worker.net.initial_state(1),
-                                 segment.episode_starts.unsqueeze(1))
+        stored, _, _ = worker.net(segment.obs, segment.initial_state, segment.episode_starts)
+        zeros, _, _ = worker.net(segment.obs, worker.net.initial_state(2), segment.episode_starts)
     assert (stored[0] - zeros[0]).abs().max() > 1e-4
 
 
@@ -241,7 +303,8 @@ def test_lstm_recomputation_differs_without_the_stored_initial_state() -> None:
 def _memory_success(network: str, seed: int, tmp_path: Path) -> float:
     """Train on the cue task with the thread executor, then the greedy policy's success rate."""
     run = compose_run(MEMORY_ENV, "+env.kwargs.delay=4", f"network={network}", "executor=thread",
-                      "algo.n_steps=12", "total_steps=12000", f"seed={seed}")
+                      "algo.n_steps=12", "algo.envs_per_worker=1", "total_steps=12000",
+                      f"seed={seed}")
     result = train(run, tmp_path / f"{network}-{seed}")
     assert result.status == "completed"
     _, algo, _ = load_run(result.run_dir)
@@ -331,12 +394,13 @@ def test_pendulum_with_lstm_trains_from_the_command_line_with_the_process_execut
     proc = subprocess.run(
         [sys.executable, "-m", "rlplug", "algo=a3c", "env=pendulum", "executor=process",
          "network=lstm", "network.share_core=false", "network.post_sizes=[32]",
-         "total_steps=1200", *QUIET, f"hydra.run.dir={run_dir}"],
+         "algo.envs_per_worker=2", "total_steps=1600", *QUIET, f"hydra.run.dir={run_dir}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["env_steps"] == 1200
-    assert summary["episodes"] in (5, 6)  # 200-step episodes; the workers split 1200 steps
+    assert summary["status"] == "completed" and summary["env_steps"] == 1600
+    # 200-step episodes in 4 envs (2 workers x 2) that split 1600 steps: 8 if evenly
+    assert 5 <= summary["episodes"] <= 8
     assert np.isfinite(summary["return_mean100_final"])
     _, algo, _ = load_run(run_dir)
     assert algo.head.policy_dim == 2  # mean and standard deviation of the one torque

@@ -50,17 +50,21 @@ def test_different_seeds_give_different_runs(train_run, metrics_rows, tmp_path) 
 def test_each_worker_seeds_its_env_and_its_sampling_from_its_own_seed(make_worker) -> None:
     # Executors hand seeds[rank] to worker rank (checked by check_executor in test_executors.py);
     # here: the worker really uses it, for the env's first observation and for its actions.
-    def first_steps(seed: int) -> tuple[list[float], list[int]]:
-        worker = make_worker("env=cartpole", "algo.n_steps=40", seed=seed)
+    def first_steps(seed: int) -> tuple[list[list[float]], list[list[int]]]:
+        worker = make_worker("env=cartpole", "algo.n_steps=40", "algo.envs_per_worker=3", seed=seed)
         worker.pull()
-        first_obs = worker.obs.tolist()
-        segment, _ = worker.collect(40)
-        return first_obs, segment.actions.tolist()
+        first_obs = worker.obs.tolist()  # [B, obs]: one row per env
+        segment, _ = worker.collect(40 * 3)
+        return first_obs, segment.actions.T.tolist()  # [B, T]
 
     same_a, same_b, other = first_steps(11), first_steps(11), first_steps(12)
     assert same_a == same_b
-    assert other[0] != same_a[0], "another seed must give another first observation"
+    assert other[0][0] != same_a[0][0], "another seed must give another first observation"
     assert other[1] != same_a[1], "another seed must give other sampled actions"
+    # and the envs of one worker are seeded apart: each starts its own episode
+    first_obs, actions = same_a
+    assert len({tuple(o) for o in first_obs}) == 3
+    assert len({tuple(a) for a in actions}) == 3
 
 
 def test_workers_of_one_run_see_different_episodes(train_run, metrics_rows, tmp_path) -> None:

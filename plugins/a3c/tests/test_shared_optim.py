@@ -152,15 +152,16 @@ def test_a3c_updates_in_a_spawned_worker_change_the_parents_model(support_on_pat
 def test_local_gradients_reach_the_shared_optimizer_on_every_update(make_worker) -> None:
     # Pitfall: zero_grad(set_to_none=True) replaces the .grad views of the flat gradient buffer,
     # after which the optimizer would step with a stale or zero gradient.
-    worker = make_worker("env=cartpole", "algo.max_grad_norm=null", "algo.n_steps=8", "algo.lr=1e-2")
-    algo = worker.algo
+    worker = make_worker("env=cartpole", "algo.max_grad_norm=null", "algo.n_steps=8", "algo.lr=1e-2",
+                         "algo.envs_per_worker=3")
+    algo = worker.ctx.model  # the hosted GlobalModel: the shared flat parameters and optimizer
     reference = torch.nn.Parameter(algo.params.clone())
     reference_opt = torch.optim.Adam([reference], lr=1e-2, betas=(0.9, 0.999), eps=1e-8)
     local_params = list(worker.net.parameters())
     for update in range(4):
         worker.pull()
         assert torch.equal(worker.params, algo.params)
-        segment, _ = worker.collect(8)
+        segment, _ = worker.collect(8 * 3)
         loss = worker.losses(copy.copy(segment)).total
         expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, local_params)])
         assert expected.abs().max() > 0

@@ -166,7 +166,7 @@ def test_non_finite_loss_stops_the_run_naming_worker_and_step_and_keeps_last_goo
     # not restarted.
     proc = start_run(run_dir, "env.id=a3c_failure_helpers:Paced-v0",
                      "+env.kwargs.nan_after=2000", "executor=process", "executor.workers=1",
-                     "algo.n_steps=5", "checkpoint.every_steps=400", "total_steps=100000")
+                     "algo.n_steps=5", "algo.envs_per_worker=1", "checkpoint.every_steps=400", "total_steps=100000")
     code, _, err = finish(proc)
 
     assert code == 1
@@ -189,7 +189,8 @@ def test_raising_workers_are_restarted_and_training_reaches_total_steps(train_ru
                                                                         no_leftovers):
     # Every env instance raises after 300 steps, so each worker fails several times on the way.
     result = train_run(FAULTY_ENV, "executor=thread", "executor.workers=2",
-                       "executor.max_restarts=50", "total_steps=2000", run_dir=tmp_path / "run")
+                       "algo.envs_per_worker=1", "executor.max_restarts=50", "total_steps=2000",
+                       run_dir=tmp_path / "run")
 
     assert result.status == "completed", result.error
     assert result.summary["env_steps"] == 2000  # failed segments' steps were given back

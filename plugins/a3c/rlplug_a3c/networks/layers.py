@@ -40,12 +40,6 @@ class MLP(nn.Module):
         return x
 
 
-def mlp(in_size: int, sizes: list[int], activation: str) -> tuple[MLP, int]:
-    """Hidden layers only (activation after each); returns the block and its output size."""
-    block = MLP(in_size, sizes, activation)
-    return block, block.out_size
-
-
 def orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
     """Orthogonal weights and zero bias: the usual actor-critic initialisation (small policy head
     gain keeps the initial policy close to uniform)."""
