@@ -17,16 +17,28 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import gymnasium as gym
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from rlplug.envs import EnvSpec
-
 State = tuple[torch.Tensor, ...]
 """A network's recurrent state: a tuple of tensors with the batch in dimension 0; ``()`` if none."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What an algorithm and a network need to know about an env (after rlplug's wrappers);
+    :func:`rlplug.envs.probe_env` makes it from the env config."""
+
+    env_id: str
+    observation_space: gym.spaces.Box
+    action_space: gym.spaces.Discrete | gym.spaces.Box
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return tuple(self.observation_space.shape)
 
 
 class Network(nn.Module, abc.ABC):
@@ -171,7 +183,7 @@ class Algorithm(abc.ABC):
     Constructed in the main process as ``cls(cfg, env_cfg, spec, build_network, seed)``:
       * ``cfg``: the algorithm's config dataclass; ``env_cfg``: the core's env config (pass it to
         :func:`rlplug.envs.make_env` in workers);
-      * ``spec``: the env's spaces (:class:`rlplug.envs.EnvSpec`);
+      * ``spec``: the env's spaces (:class:`EnvSpec`);
       * ``build_network(policy_dim)``: builds the selected :class:`Network` for these spaces.
 
     The object must be picklable (executors send it to their workers). Workers read the global

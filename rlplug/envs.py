@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from types import ModuleType
 
 import gymnasium as gym
@@ -16,22 +15,10 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec as GymEnvSpec
 
 from rlplug.config import EnvConfig
+from rlplug.contracts import EnvSpec
 from rlplug.errors import UserError
 from rlplug.plugins import ENVS, register_env_plugins
 from rlplug.registry import suggest
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """What an algorithm and a network need to know about an env (after rlplug's wrappers)."""
-
-    env_id: str
-    observation_space: gym.spaces.Box
-    action_space: gym.spaces.Discrete | gym.spaces.Box
-
-    @property
-    def obs_shape(self) -> tuple[int, ...]:
-        return tuple(self.observation_space.shape)
 
 
 def _env_class_names(module: ModuleType) -> list[str]:

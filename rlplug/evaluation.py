@@ -38,7 +38,7 @@ class _VideoWriter:
     large frame would not fit)."""
 
     def __init__(self, path: Path, fps: int):
-        try:
+        try:  # imageio is optional (the video extra): imported only to write a video
             import imageio.v2 as imageio
         except ImportError as exc:
             raise UserError("writing a video needs imageio and imageio-ffmpeg: "

@@ -49,10 +49,11 @@ def moving_average(values: np.ndarray, window: int = 100) -> np.ndarray:
 
 def new_figure(width: float = 7, height: float = 4) -> tuple[Any, Any]:
     """A matplotlib figure and axes on the non-interactive backend (no display needed)."""
+    # Imported here: matplotlib is heavy, and only the figures at the end of a run need it.
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the backend
 
     return plt.subplots(figsize=(width, height), dpi=100)
 
@@ -60,7 +61,7 @@ def new_figure(width: float = 7, height: float = 4) -> tuple[Any, Any]:
 def save_returns_figure(fig: Any, ax: Any, out_path: Path, title: str, ylabel: str) -> Path:
     """The finish every rlplug returns plot shares: legend (or a note when there is no episode),
     labels, grid; writes ``out_path`` and closes the figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: see new_figure
 
     if ax.lines:
         ax.legend(loc="best", fontsize="small")

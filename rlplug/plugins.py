@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import gymnasium as gym
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
@@ -39,8 +40,6 @@ def _check_config_hook(obj: object) -> None:
 
 
 def _check_env_creator(obj: object) -> None:
-    import gymnasium as gym
-
     if isinstance(obj, type) and not issubclass(obj, gym.Env):
         raise TypeError(f"{obj.__module__}.{obj.__qualname__} is not a gymnasium.Env subclass")
     if not callable(obj):
@@ -115,8 +114,6 @@ def register_env_plugins(registry: Registry[Callable[..., Any]] | None = None) -
     cannot register (not a valid id) is not registered: the entry is marked broken, which shows in
     ``--list`` and when the id is made; every other env still works. ``registry``: ``ENVS``.
     """
-    import gymnasium as gym
-
     for entry in (ENVS if registry is None else registry).entries():
         if entry.error is not None:
             continue

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
-from rlplug.errors import UserError
+from rlplug.errors import UserError, report_user_errors
 from rlplug.monitor import WINDOW
 from rlplug.outputs import (
     METRICS_NAME,
@@ -132,8 +133,6 @@ def find_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
                      + ", ".join(unfinished))
     override_files = [d / ".hydra" / "overrides.yaml" for d in dirs]
     if all(f.is_file() for f in override_files):
-        from omegaconf import OmegaConf
-
         overrides = [[str(o) for o in OmegaConf.load(f)] for f in override_files]
     else:
         overrides = _config_overrides(summaries)
@@ -257,8 +256,6 @@ def write_report(sweep_dir: Path) -> tuple[str, list[Path]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rlplug.errors import report_user_errors
-
     argv = sys.argv[1:] if argv is None else argv
     with report_user_errors("rlplug.report"):
         if len(argv) != 1 or argv[0].startswith("-"):

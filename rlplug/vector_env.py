@@ -130,9 +130,10 @@ class VectorEnv:
 # -- the measurement quoted in the module docstring ---------------------------------------------
 def _measure(env_id: str, num_envs: int, steps: int = 200_000, repeats: int = 3) -> tuple[float, float]:
     """(SyncVectorEnv SAME_STEP steps/s, VectorEnv steps/s) with random actions on one core."""
+    # Only this measurement (python -m rlplug.vector_env) needs these: kept out of training runs.
     import time
 
-    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv  # (see above)
 
     cfg = EnvConfig(id=env_id)
     rows = steps // num_envs

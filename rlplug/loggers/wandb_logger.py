@@ -115,7 +115,7 @@ class WandbLogger:
         self._throughput = _Throughput(cfg.train_log_every_s)
         if cfg.mode == "disabled":
             return
-        try:
+        try:  # only a run that uses W&B pays for importing it (see the module doc)
             import wandb
         except ImportError as exc:
             raise UserError(f"logger.mode={cfg.mode} needs wandb (an rlplug dependency): "
