@@ -104,7 +104,8 @@ def _fresh_networks() -> Registry[type[Network]]:
       "lstm": "rlplug_a3c.networks.lstm:LSTMActorCritic"}),
     ("executor", "rlplug.executors", Executor,
      {"thread": "rlplug_a3c.executors.thread:ThreadExecutor",
-      "process": "rlplug_a3c.executors.process:ProcessExecutor"}),
+      "process": "rlplug_a3c.executors.process:ProcessExecutor",
+      "serial": "rlplug_a3c.executors.serial:SerialExecutor"}),
 ])
 def test_installed_a3c_plugin_is_discovered_with_its_distribution(kind, group, base, expected) -> None:
     registry = Registry(kind, group, check_subclass(base))
