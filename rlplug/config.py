@@ -54,8 +54,9 @@ class LoggerConfig:
     tags: list[str] = field(default_factory=list)
     name: str | None = None  # run name; default: the job's overrides in a multirun
     job_type: str = "train"
-    video: bool = False  # log an evaluation video of the final policy
+    video: bool = False  # log an evaluation video of the kept policy
     video_episodes: int = 1
+    video_which: str = "best"  # best: checkpoint_best.pt (else the latest); latest: the final policy
     train_log_every_s: float = 2.0  # how often each worker sends averaged training stats
 
     def __post_init__(self) -> None:
@@ -65,6 +66,8 @@ class LoggerConfig:
                 self.train_log_every_s, "logger.train_log_every_s=2")
         require(self.video_episodes >= 1, "logger.video_episodes", "must be >= 1",
                 self.video_episodes, "logger.video_episodes=1")
+        require(self.video_which in ("best", "latest"), "logger.video_which",
+                "must be best or latest", self.video_which, "logger.video_which=best")
 
 
 @dataclass
@@ -74,6 +77,25 @@ class CheckpointConfig:
     def __post_init__(self) -> None:
         require(self.every_steps >= 0, "checkpoint.every_steps", "must be >= 0",
                 self.every_steps, "checkpoint.every_steps=100000")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation during training, in the main process (``rlplug.periodic_eval``): rows of kind
+    ``eval`` in metrics.jsonl, and checkpoint_best.pt, the best evaluated policy."""
+
+    every_steps: int = 50_000  # evaluate every this many env steps and at the end; 0: never
+    episodes: int = 10  # whole episodes per evaluation
+    deterministic: bool = True  # the policy's mode; false: sampled actions
+    seed: int = 0  # episode i resets its env with seed + i: the same episodes every evaluation
+
+    def __post_init__(self) -> None:
+        require(self.every_steps >= 0, "eval.every_steps", "must be >= 0 (0: no evaluation)",
+                self.every_steps, "eval.every_steps=50000")
+        require(self.episodes >= 1, "eval.episodes", "must be >= 1", self.episodes,
+                "eval.episodes=10")
+        require(0 <= self.seed < 2**32, "eval.seed", "must be in [0, 2**32 - 1]", self.seed,
+                "eval.seed=0")
 
 
 @dataclass
@@ -88,6 +110,7 @@ class RunConfig:
     executor: Any = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     resume: str | None = None  # a run directory to continue from its last checkpoint
     progress: bool = True  # live progress bar in the terminal
 

@@ -2,7 +2,8 @@
 
 :class:`RunControl` is the executor's ``on_tick``: every tick it refreshes the monitor (progress
 bar, metrics file), turns a received SIGINT/SIGTERM into a stop request, logs the run's throughput
-and writes the periodic checkpoint when one is due. Signals are only recorded
+and writes the periodic checkpoint and runs the periodic evaluation (``rlplug.periodic_eval``)
+when one is due. Signals are only recorded
 (:func:`record_signals`): an exception raised at an arbitrary point of the executor's loop could
 leave a worker message half-read or cut a checkpoint short.
 """
@@ -53,9 +54,12 @@ class RunControl:
     """The executor's ``on_tick`` (see the module docstring)."""
 
     def __init__(self, executor: Executor, counters: SharedCounters, monitor: Monitor,
-                 logger: WandbLogger, checkpoint: Callable[[], None], checkpoint_every: int):
+                 logger: WandbLogger, checkpoint: Callable[[], None], checkpoint_every: int, *,
+                 evaluate: Callable[[], None] | None = None, eval_every: int = 0):
         self.executor, self.counters, self.monitor, self.logger = executor, counters, monitor, logger
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
+        self.evaluate, self.eval_every = evaluate, eval_every if evaluate is not None else 0
+        self.next_eval = self._next_eval()
         self.received: list[int] = []  # SIGINT/SIGTERM numbers, in order (record_signals)
         self.stopping = False
         self.next_checkpoint = next_multiple(counters.env_steps, checkpoint_every)
@@ -72,6 +76,16 @@ class RunControl:
         if self.next_checkpoint and self.counters.env_steps >= self.next_checkpoint:
             self.checkpoint()
             self.next_checkpoint = next_multiple(self.counters.env_steps, self.checkpoint_every)
+        if (self.next_eval and self.evaluate is not None and not self.stopping
+                and self.counters.env_steps >= self.next_eval):
+            self.evaluate()
+            self.next_eval = self._next_eval()
+
+    def _next_eval(self) -> int:
+        """The env step of the next periodic evaluation; 0 (none) once that reaches the budget:
+        the evaluation at the end of the run covers it."""
+        due = next_multiple(self.counters.env_steps, self.eval_every)
+        return due if due < self.monitor.total_steps else 0
 
     def _stop_on_signal(self) -> None:
         if self.received and not self.stopping:

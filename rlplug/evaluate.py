@@ -7,7 +7,11 @@ video path) next to the checkpoint.
 Keys: ``episodes`` (10), ``video`` (false; writes an mp4 of every episode with gymnasium's
 rgb_array rendering), ``deterministic`` (true: the policy's mode; false: sample actions), ``seed``
 (0: episode ``i`` resets the env with seed ``seed + i``), ``out`` (the video's path; default
-``<run dir>/eval.mp4``).
+``<run dir>/eval.mp4``), ``which`` (for a run directory: ``best``, the kept policy
+``checkpoint_best.pt``, falling back to the latest with a note when the run has none; ``latest``:
+``checkpoint.pt``). With the defaults, the kept policy's return equals the run's
+``eval_return_best`` (same episodes as the evaluation during training, if ``eval.seed`` and
+``eval.episodes`` kept theirs).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from rlplug.contracts import Algorithm
 from rlplug.envs import probe_env
 from rlplug.errors import UserError, report_user_errors
 from rlplug.evaluation import evaluate_policy
+from rlplug.periodic_eval import WHICH, choose_checkpoint
 from rlplug.plugins import load_config_plugins
 from rlplug.registry import suggest
 from rlplug.schemas import run_config_from_dict
@@ -59,10 +64,13 @@ class EvaluateConfig:
     seed: int = 0  # episode i resets the env with seed + i
     # the video's path; default: <run dir>/eval.mp4
     out: str | None = field(default=None, metadata={"example": "out=eval.mp4"})
+    which: str = "best"  # for a run directory: best (checkpoint_best.pt) or latest (checkpoint.pt)
 
     def __post_init__(self) -> None:
         require(self.episodes >= 1, "episodes", "must be >= 1", self.episodes, "episodes=10")
         require(self.seed >= 0, "seed", "must be >= 0", self.seed, "seed=0")
+        require(self.which in WHICH, "which", f"must be {' or '.join(WHICH)}", self.which,
+                "which=best")
 
 
 def _example(option: dataclasses.Field[Any]) -> str:
@@ -99,21 +107,27 @@ def main(argv: list[str] | None = None) -> int:
     with report_user_errors("rlplug.evaluate"):
         if not argv or argv[0].startswith("-"):
             raise UserError("usage: python -m rlplug.evaluate <run dir or checkpoint> "
-                            "[episodes=10] [video=true] [deterministic=true] [seed=0] [out=PATH]")
+                            "[episodes=10] [video=true] [deterministic=true] [seed=0] [out=PATH] "
+                            "[which=best|latest]")
         options = parse_options(argv[1:])
-        checkpoint = resolve_checkpoint(argv[0])
+        chosen, note = choose_checkpoint(argv[0], options.which)
+        if note:
+            print(f"rlplug.evaluate: {note}", file=sys.stderr)
+        checkpoint = resolve_checkpoint(chosen)
         run, algo, payload = load_run(checkpoint)
         out = Path(options.out) if options.out else checkpoint.parent / "eval.mp4"
         result = evaluate_policy(algo, run.env, options.episodes, seed=options.seed,
                                  deterministic=options.deterministic,
                                  video_path=out if options.video else None)
         report = {"checkpoint": str(checkpoint), "env_steps": payload["env_steps"],
+                  "which": options.which,
                   "episodes": options.episodes, "deterministic": options.deterministic,
                   "return_mean": result.mean, "return_std": result.std, "returns": result.returns,
                   "lengths": result.lengths, "video": str(result.video) if result.video else None}
         (checkpoint.parent / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
         print(f"{run.env.id}: return {result.mean:.2f} +/- {result.std:.2f} over "
-              f"{options.episodes} episodes (checkpoint at {payload['env_steps']} env steps)")
+              f"{options.episodes} episodes ({checkpoint.name} at {payload['env_steps']} "
+              f"env steps)")
         if result.video:
             print(f"video: {result.video}")
     return 0

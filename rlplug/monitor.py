@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from rlplug import messages
 from rlplug.counters import SharedCounters
+from rlplug.periodic_eval import EVAL
 
 WINDOW = 100  # episodes in the moving mean that summaries and the progress bar report
 
@@ -73,6 +74,7 @@ class Monitor:
         self._file = self.metrics_path.open("a", encoding="utf-8")
         self._last_rate = (time.monotonic(), counters.env_steps)
         self.steps_per_s = 0.0
+        self.eval_return: float | None = None  # the latest evaluation's (rlplug.periodic_eval)
         self.bar = tqdm(total=total_steps, initial=counters.env_steps, unit="step",
                         disable=not show_progress, dynamic_ncols=True, smoothing=0.1,
                         desc="rlplug")
@@ -90,6 +92,8 @@ class Monitor:
         self.write(row)
 
     def write(self, row: dict[str, Any]) -> None:
+        if row.get("kind") == EVAL:
+            self.eval_return = row["return_mean"]
         self._file.write(json.dumps(row) + "\n")
         for sink in self.sinks:
             sink.log_row(row)
@@ -105,6 +109,8 @@ class Monitor:
         postfix = {"episodes": self.returns.episodes, "R100": "-" if mean is None else f"{mean:.1f}"}
         if success is not None:  # only for envs that report success
             postfix["success100"] = f"{success:.0%}"
+        if self.eval_return is not None:  # evaluation during training (eval.every_steps)
+            postfix["eval"] = f"{self.eval_return:.1f}"
         self.bar.set_postfix(postfix, sps=f"{self.steps_per_s:,.0f}", refresh=False)
         self.bar.refresh()
         self._file.flush()

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from rlplug import messages
+from rlplug.periodic_eval import EVAL
 
 SUMMARY_NAME = "summary.json"
 CURVE_NAME = "learning_curve.png"
@@ -77,13 +78,26 @@ def save_returns_figure(fig: Any, ax: Any, out_path: Path, title: str, ylabel: s
     return out_path
 
 
+def eval_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The evaluation rows (evaluation during training), in env-step order."""
+    return sorted((r for r in rows if r.get("kind") == EVAL), key=lambda r: r["env_step"])
+
+
 def plot_learning_curve(metrics_path: Path, out_path: Path, title: str) -> Path:
-    """Episode returns and their 100-episode moving average against env steps."""
-    steps, returns = episode_curve(read_metrics(metrics_path))
+    """Episode returns and their 100-episode moving average against env steps, and the
+    evaluations during training (mean +/- std over their episodes)."""
+    rows = read_metrics(metrics_path)
+    steps, returns = episode_curve(rows)
     fig, ax = new_figure()
     if steps.size:
         ax.scatter(steps, returns, s=3, alpha=0.25, label="episode return")
         ax.plot(steps, moving_average(returns), color="C1", lw=2, label="mean of last 100")
+    evals = eval_points(rows)
+    if evals:
+        kind = "deterministic" if all(r.get("deterministic", True) for r in evals) else "sampled"
+        ax.errorbar([r["env_step"] for r in evals], [r["return_mean"] for r in evals],
+                    yerr=[r["return_std"] for r in evals], color="C2", marker="o", ms=4, lw=1.5,
+                    capsize=2, label=f"evaluation ({kind}, {evals[-1]['episodes']} episodes)")
     return save_returns_figure(fig, ax, out_path, title, "return")
 
 

@@ -21,7 +21,13 @@ from omegaconf import DictConfig
 
 from rlplug import messages
 from rlplug.build import build_algorithm, build_executor, config_dict, worker_seeds
-from rlplug.checkpoint import CHECKPOINT_NAME, all_finite, rng_state, save_checkpoint
+from rlplug.checkpoint import (
+    CHECKPOINT_NAME,
+    all_finite,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+)
 from rlplug.config import RunConfig, to_run_config
 from rlplug.contracts import Algorithm, Executor, SharedModel
 from rlplug.control import RunControl, record_signals
@@ -39,6 +45,7 @@ from rlplug.outputs import (
     read_metrics,
     write_summary,
 )
+from rlplug.periodic_eval import PeriodicEvaluation, choose_checkpoint
 from rlplug.plugins import distributions_with_plugins
 from rlplug.resume import resume
 
@@ -72,6 +79,7 @@ class Session:
     start_steps: int
     model: SharedModel | None = None  # the hosted model, once the executor hosts it
     control: RunControl | None = None
+    evaluation: PeriodicEvaluation | None = None  # eval.every_steps > 0: evaluation, best policy
 
     def sync_model(self) -> None:
         """Bring the algorithm's own model up to date with the hosted one (a remote copy)."""
@@ -86,10 +94,26 @@ class Session:
             log.error("no checkpoint at env step %d: the model holds non-finite values; the last "
                       "good checkpoint stays", self.counters.env_steps)
             return
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, {
-            "algorithm": state, "config": self.resolved, "env_steps": self.counters.env_steps,
-            "episodes": self.counters.episodes, "wall_s": self.monitor.wall_s,
-            "rng": rng_state(), "wandb_run_id": self.logger.run_id})
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, {"algorithm": state, **self.run_state()})
+
+    def run_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps besides the algorithm's state."""
+        return {"config": self.resolved, "env_steps": self.counters.env_steps,
+                "episodes": self.counters.episodes, "wall_s": self.monitor.wall_s,
+                "rng": rng_state(), "wandb_run_id": self.logger.run_id}
+
+    def evaluate(self) -> None:
+        """Evaluate a snapshot of the global model; the best so far becomes checkpoint_best.pt
+        (:mod:`rlplug.periodic_eval`). A model holding non-finite values is not evaluated."""
+        if self.evaluation is None:
+            return
+        self.sync_model()
+        env_step = self.counters.env_steps  # read first: the snapshot is at least this new
+        state = self.algo.state_dict()
+        if not all_finite(state):
+            log.error("no evaluation at env step %d: the model holds non-finite values", env_step)
+            return
+        self.evaluation.evaluate(state, env_step, self.run_state)
 
 
 @dataclass
@@ -129,6 +153,9 @@ def build(run: RunConfig, run_dir: Path, wandb_group: str | None,
     spec = probe_env(run.env)
     executor = build_executor(run)
     algo = build_algorithm(run, spec)
+    # The evaluator's own instance (no worker ever writes to it), built before resume restores
+    # the RNG state: building an algorithm may seed torch.
+    eval_algo = build_algorithm(run, spec) if run.eval.every_steps else None
     resolved = config_dict(run)
     resumed = resume(run, algo, run_dir) if run.resume else None
     start_steps, start_episodes = (resumed["env_steps"], resumed["episodes"]) if resumed else (0, 0)
@@ -141,8 +168,17 @@ def build(run: RunConfig, run_dir: Path, wandb_group: str | None,
                          resume_id=resumed.get("wandb_run_id") if resumed else None)
     monitor = Monitor(run_dir, counters, run.total_steps, [logger], run.progress,
                       wall_offset=resumed["wall_s"] if resumed else 0.0, returns=returns)
+    evaluation = None
+    if eval_algo is not None:
+        evaluation = PeriodicEvaluation(run.eval, run.env, eval_algo, run_dir,
+                                        monitor.on_message)
+        if run.resume:
+            source = Path(run.resume).expanduser()
+            evaluation.restore(source if source.is_dir() else source.parent,
+                               read_metrics(run_dir / METRICS_NAME))
+            monitor.eval_return = evaluation.last
     return Session(run, run_dir, resolved, algo, executor, counters, returns, logger, monitor,
-                   start_steps)
+                   start_steps, evaluation=evaluation)
 
 
 # -- execute ---------------------------------------------------------------------------------
@@ -152,7 +188,9 @@ def execute(session: Session, outcome: Outcome) -> None:
     run, executor = session.run, session.executor
     control = session.control = RunControl(executor, session.counters, session.monitor,
                                            session.logger, session.checkpoint,
-                                           run.checkpoint.every_steps)
+                                           run.checkpoint.every_steps,
+                                           evaluate=session.evaluate if session.evaluation else None,
+                                           eval_every=run.eval.every_steps)
     start = time.monotonic()
     with record_signals(control.received):
         try:
@@ -174,6 +212,7 @@ def execute(session: Session, outcome: Outcome) -> None:
                 outcome.status, outcome.signum = "interrupted", control.signal
             outcome.session_s = time.monotonic() - start
             control.next_checkpoint = 0  # no periodic checkpoint while closing: the final one decides
+            control.next_eval = 0  # nor evaluation: a completed run gets its final one
 
 
 # -- finish ----------------------------------------------------------------------------------
@@ -192,6 +231,8 @@ def finish(session: Session, outcome: Outcome) -> RunResult:
             return None
 
     with record_signals([]):  # a second Ctrl-C must not cut the writes short
+        if outcome.status == "completed" and session.evaluation is not None:
+            attempt("final evaluation", session.evaluate)  # eval_return_final: the final policy
         attempt("metrics", session.monitor.close)
         if not outcome.fatal:  # after a fatal worker error (e.g. a non-finite loss) the last good one stays
             attempt("final checkpoint", session.checkpoint)
@@ -205,6 +246,9 @@ def finish(session: Session, outcome: Outcome) -> RunResult:
                                  / max(outcome.session_s, 1e-9), 1),
             "return_mean100_final": session.returns.mean,
             "return_mean100_best": session.returns.best_or_mean,
+            "eval_return_final": session.evaluation.last if session.evaluation else None,
+            "eval_return_best": session.evaluation.best if session.evaluation else None,
+            "wall_origin_unix": round(time.time() - session.monitor.wall_s, 3),  # when wall_s was 0
             "success_rate_100": session.returns.success_rate,
             "seed": run.seed, "workers": session.executor.workers, "resumed_from": run.resume,
             "error": outcome.error, "plugins": distributions_with_plugins(),
@@ -227,12 +271,22 @@ def finish(session: Session, outcome: Outcome) -> RunResult:
 
 
 def _maybe_video(session: Session) -> Path | None:
-    """``logger.video``: eval.mp4 of the final policy (written even when W&B is disabled)."""
+    """``logger.video``: eval.mp4 of the kept policy (checkpoint_best.pt; with
+    ``logger.video_which=latest``, or without a best checkpoint, the final policy); written even
+    when W&B is disabled."""
     run = session.run
     if not run.logger.video:
         return None
+    algo = session.algo  # the final policy (the final checkpoint synced it)
+    if run.logger.video_which == "best":
+        path, note = choose_checkpoint(session.run_dir, "best")
+        if note is None and session.evaluation is not None:
+            algo = session.evaluation.algo
+            algo.load_state_dict(load_checkpoint(path)["algorithm"])
+        else:
+            log.info("video: %s", note or "no evaluation in this run; using the latest policy")
     try:
-        result = evaluate_policy(session.algo, run.env, episodes=run.logger.video_episodes,
+        result = evaluate_policy(algo, run.env, episodes=run.logger.video_episodes,
                                  video_path=session.run_dir / "eval.mp4", seed=run.seed)
     except UserError as exc:
         log.warning("no evaluation video: %s", exc)

@@ -22,13 +22,15 @@ from typing import Any
 from rlplug import messages
 from rlplug.config import LoggerConfig
 from rlplug.errors import UserError
+from rlplug.periodic_eval import BEST_CHECKPOINT_NAME, EVAL
 
 log = logging.getLogger(__name__)
 
 # Keys of a train message that identify it rather than measure training; ``steps_per_s`` (one
 # worker's own rate) is charted as ``perf/worker<N>_steps_per_s`` instead.
 _TRAIN_ROW_KEYS = ("kind", "worker", "env_step", "wall_s", "steps_per_s")
-SUMMARY_KEYS = ("return_mean100_final", "return_mean100_best", "env_steps", "episodes", "wall_s",
+SUMMARY_KEYS = ("return_mean100_final", "return_mean100_best", "eval_return_final",
+                "eval_return_best", "env_steps", "episodes", "wall_s",
                 "steps_per_s", "status", "success_rate_100")
 STEP_METRIC = "env_step"
 # Key prefixes plotted against env_step; "learning_curve" is the final plot as an image.
@@ -96,6 +98,12 @@ def row_to_wandb(row: dict[str, Any]) -> dict[str, Any] | None:
         return data
     if kind == messages.WORKER_RESTART:
         return {STEP_METRIC: row["env_step"], "events/worker_restarts": row["restart"]}
+    if kind == EVAL:  # evaluation during training (rlplug.periodic_eval)
+        data = {STEP_METRIC: row["env_step"], "eval/return_mean": row["return_mean"],
+                "eval/return_std": row["return_std"]}
+        if "length_mean" in row:
+            data["eval/length_mean"] = row["length_mean"]
+        return data
     return None
 
 
@@ -225,8 +233,12 @@ class WandbLogger:
             if checkpoint is not None and checkpoint.exists():
                 artifact = wandb.Artifact(f"model-{self.run.id}", type="model", metadata={
                     "env_steps": summary["env_steps"], "status": summary["status"],
-                    "return_mean100_final": summary.get("return_mean100_final")})
+                    "return_mean100_final": summary.get("return_mean100_final"),
+                    "eval_return_best": summary.get("eval_return_best")})
                 artifact.add_file(str(checkpoint))
+                best = checkpoint.with_name(BEST_CHECKPOINT_NAME)  # the kept policy, if evaluated
+                if best.exists():
+                    artifact.add_file(str(best))
                 self.run.log_artifact(artifact)
             self.run.finish(exit_code=exit_code)
         except Exception as exc:
