@@ -20,8 +20,8 @@ from torch.nn.utils import clip_grad_norm_, parameters_to_vector, vector_to_para
 
 from rlplug import messages
 from rlplug.config import EnvConfig
-from rlplug.contracts import Actor, Algorithm, Network, SharedModel, WorkerContext
-from rlplug.envs import EnvSpec, make_env
+from rlplug.contracts import Actor, Algorithm, EnvSpec, Network, SharedModel, WorkerContext
+from rlplug.envs import make_env
 from rlplug.errors import FatalWorkerError
 from rlplug_example.configs import ReinforceConfig
 from rlplug_example.shared_model import SharedAdamModel
