@@ -22,7 +22,7 @@ def main(argv: list[str]) -> None:
               f"{torch.get_num_threads()} cores, torch {torch.__version__}._\n\n")
     if "throughput" in parts:
         random_sps = throughput.random_env_steps_per_s()
-        rows = throughput.measure()
+        rows = throughput.measure(random_sps)
         write_results("throughput", header + throughput.markdown(rows, random_sps),
                       {"random_env_steps_per_s": random_sps, "rows": rows})
     if "learning" in parts:

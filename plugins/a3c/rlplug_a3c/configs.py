@@ -23,7 +23,7 @@ class A3CConfig:
     lr_schedule: str = "constant"  # constant | linear (decays to 0 at total_steps, as in the paper)
     gamma: float = 0.99
     n_steps: int = 5  # t_max: env steps per worker update (in each of its envs)
-    envs_per_worker: int = 8  # B: envs each worker steps together (one batched forward per step)
+    envs_per_worker: int = 16  # B: envs each worker steps together (one batched forward per step)
     gae_lambda: float | None = None  # None: n-step returns; a number in [0, 1]: GAE(lambda)
     entropy_coef: float = 0.01
     value_coef: float = 0.5
@@ -48,7 +48,7 @@ class A3CConfig:
         require(0 < self.gamma <= 1, "algo.gamma", "must be in (0, 1]", self.gamma, "algo.gamma=0.99")
         require(self.n_steps >= 1, "algo.n_steps", "must be >= 1", self.n_steps, "algo.n_steps=5")
         require(1 <= self.envs_per_worker <= 4096, "algo.envs_per_worker", "must be in [1, 4096]",
-                self.envs_per_worker, "algo.envs_per_worker=8")
+                self.envs_per_worker, "algo.envs_per_worker=16")
         if self.gae_lambda is not None:
             require(0 <= self.gae_lambda <= 1, "algo.gae_lambda", "must be in [0, 1] or null",
                     self.gae_lambda, "algo.gae_lambda=0.95")

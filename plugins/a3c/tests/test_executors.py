@@ -100,7 +100,8 @@ def test_worker_exception_fails_the_run_with_its_traceback(executor: str, train_
 
     run_dir = tmp_path / "run"
     result = train_run(FAULTY_ENV, f"executor={executor}", "executor.workers=2",
-                       "executor.on_worker_failure=stop", "total_steps=5000", run_dir=run_dir)
+                       "algo.envs_per_worker=1", "executor.on_worker_failure=stop",
+                       "total_steps=5000", run_dir=run_dir)
     assert result.status == "failed" and result.exit_code != 0
     assert result.error is not None
     assert a3c_test_support.FAILURE_TEXT in result.error
@@ -136,7 +137,8 @@ def test_cli_run_with_a_failing_process_worker_exits_non_zero_and_leaves_no_proc
     run_dir = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "rlplug", FAULTY_ENV, "executor=process", "executor.workers=2",
-         "executor.on_worker_failure=stop", "total_steps=5000", "logger.mode=disabled",
+         "algo.envs_per_worker=1", "executor.on_worker_failure=stop", "total_steps=5000",
+         "logger.mode=disabled",
          "progress=false", f"hydra.run.dir={run_dir}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
