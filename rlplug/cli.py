@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import difflib
 import importlib.resources
+from pathlib import Path
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -23,6 +25,7 @@ from omegaconf.errors import (
     OmegaConfBaseException,
 )
 
+from rlplug import rundir
 from rlplug.build import build_algorithm, build_executor, config_dict
 from rlplug.envs import probe_env
 from rlplug.errors import UserError
@@ -85,6 +88,10 @@ def explain(exc: BaseException) -> str:
     if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:
         key = cause.full_key
         parent, _, leaf = key.rpartition(".")
+        node = cause.parent_node
+        if node is not None and node._metadata.object_type is dict:  # a free-form mapping
+            return (f"'{parent}' gets new keys with a +: +{key}=... (or replace it whole with "
+                    f"'++{parent}={{{leaf}: ...}}')")
         hint = ""
         if cause.parent_node is not None:
             known = [str(k) for k in cause.parent_node.keys()]
@@ -126,6 +133,39 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     return jobs
 
 
+def _check_hydra_settings(job: list[str], hydra_overrides: list[str], multirun: bool) -> bool:
+    """Hydra's own settings: known ``hydra/<group>`` choices (e.g. the launcher), valid
+    ``hydra.*`` keys, and an output directory that can be written (and, for a single run, that
+    holds no other run's outputs). Returns True for a sweep that runs its jobs in parallel
+    processes (the joblib launcher)."""
+    loader = GlobalHydra.instance().config_loader()
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(hydra_overrides)
+    except HydraException as exc:
+        raise UserError(f"cannot parse the command line: {explain(exc)}") from exc
+    for override in parsed:
+        group = override.key_or_group
+        if group.startswith("hydra/") and override.package is None and not override.is_delete():
+            options = loader.get_group_options(group)
+            value = str(override.value())
+            if value not in options:
+                raise UserError(f"unknown {group} '{value}'; installed: "
+                                f"{', '.join(options) or 'none'}.{suggest(value, options)}")
+    try:
+        cfg = compose(config_name="config", overrides=[*job, *hydra_overrides],
+                      return_hydra_config=True)
+        out_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        out_dir = Path(str(OmegaConf.select(cfg, out_key)))
+        launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(explain(exc)) from exc
+    rundir.check_writable(out_dir, out_key)
+    if not multirun:
+        rundir.check_fresh(out_dir, cfg.get("resume"))
+    return multirun and "joblib" in launcher
+
+
 def require_components() -> None:
     """A run needs an algorithm, a network and an executor plugin: without one, say in one line
     what to install (the core ships none; the A3C plugin has all three)."""
@@ -137,17 +177,28 @@ def require_components() -> None:
                         f"source checkout: pip install -e plugins/a3c)")
 
 
-def preflight(argv: list[str]) -> None:
-    """Validate the command line as Hydra would run it; raise :class:`UserError` on bad input."""
+def preflight(argv: list[str]) -> bool:
+    """Validate the command line as Hydra would run it; raise :class:`UserError` on bad input.
+    Returns True for a sweep whose jobs run in parallel processes (``hydra/launcher=joblib``)."""
     require_components()
+    if any(a.split("=")[0] == "--experimental-rerun" for a in argv):
+        # Hydra would unpickle that file: code in it would run. rlplug never writes one.
+        raise UserError("--experimental-rerun is not supported (it unpickles a file, which can "
+                        "run code); run again with the overrides in <run dir>/.hydra/"
+                        "overrides.yaml, or continue a run with resume=<run dir>")
     if any(a.split("=")[0] in _HYDRA_FLAGS_WITHOUT_RUN for a in argv):
-        return
+        return False
     multirun = any(a in ("-m", "--multirun") for a in argv)
-    overrides = [a for a in argv if not a.startswith("-")
-                 and not a.startswith(("hydra.", "hydra/", "+hydra", "++hydra"))]
+    is_hydra = ("hydra.", "hydra/", "+hydra", "++hydra", "~hydra")
+    overrides = [a for a in argv if not a.startswith("-") and not a.startswith(is_hydra)]
+    hydra_overrides = [a for a in argv if a.startswith(is_hydra)]
     checked: set[str] = set()
+    parallel = False
+    rundir.register_resolvers()
     with initialize_config_module(config_module="rlplug.conf", version_base="1.3"):
-        for job in _jobs(overrides, multirun):
+        for index, job in enumerate(_jobs(overrides, multirun)):
+            if index == 0:
+                parallel = _check_hydra_settings(job, hydra_overrides, multirun)
             try:
                 cfg = compose(config_name="config", overrides=job)
             except (HydraException, OmegaConfBaseException) as exc:
@@ -171,3 +222,4 @@ def preflight(argv: list[str]) -> None:
             build_executor(run)
             if run.resume:
                 check_resumable(run, algo)
+    return parallel

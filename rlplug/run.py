@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rlplug import messages
+from rlplug import messages, rundir
 from rlplug.build import build_algorithm, build_executor, config_dict, worker_seeds
 from rlplug.checkpoint import (
     CHECKPOINT_NAME,
@@ -35,6 +35,7 @@ from rlplug.counters import SharedCounters
 from rlplug.envs import probe_env
 from rlplug.errors import UserError, WorkerFailure
 from rlplug.evaluation import evaluate_policy
+from rlplug.interrupts import ignoring_signals, interrupt_exit_code
 from rlplug.loggers.wandb_logger import WandbLogger
 from rlplug.monitor import Monitor, ReturnStats
 from rlplug.outputs import (
@@ -136,13 +137,34 @@ def train(cfg: DictConfig | RunConfig, run_dir: Path, *, wandb_group: str | None
     whatever happens, the checkpoint, metrics.jsonl, summary.json and the learning curve are written.
     """
     run = cfg if isinstance(cfg, RunConfig) else to_run_config(cfg)
-    session = build(run, Path(run_dir), wandb_group, wandb_name)
-    outcome = Outcome()
-    try:
-        execute(session, outcome)
-    finally:
-        result = finish(session, outcome)
+    run_dir = Path(run_dir)
+    # The run owns its directory until every output is written (a second run is refused).
+    with rundir.claim(run_dir, run.resume):
+        try:
+            session = build(run, run_dir, wandb_group, wandb_name)
+        except KeyboardInterrupt as exc:  # Ctrl-C/SIGTERM while starting (imports, wandb.init)
+            return _interrupted_while_starting(run, run_dir, exc)
+        outcome = Outcome()
+        try:
+            execute(session, outcome)
+        except KeyboardInterrupt:  # before execute could take over the signals
+            outcome.status, outcome.signum = "interrupted", signal.SIGINT
+        finally:
+            result = finish(session, outcome)
     return result
+
+
+def _interrupted_while_starting(run: RunConfig, run_dir: Path,
+                                exc: KeyboardInterrupt) -> RunResult:
+    """No worker ran: leave a summary.json saying so (unless the directory already has one,
+    e.g. a resume in place), and the exit code of the signal."""
+    with ignoring_signals():
+        note = "interrupted while starting, before any env step"
+        extra = {"seed": run.seed, "resumed_from": run.resume, "config": config_dict(run)}
+        rundir.write_interrupted_summary(run_dir, note, extra)
+        log.warning("interrupted while starting; no env step was taken")
+    summary = {"status": "interrupted", "env_steps": 0, "episodes": 0, "note": note}
+    return RunResult("interrupted", interrupt_exit_code(exc), summary, run_dir)
 
 
 # -- build -----------------------------------------------------------------------------------
@@ -204,7 +226,10 @@ def execute(session: Session, outcome: Outcome) -> None:
             outcome.status, outcome.signum = "interrupted", signal.SIGINT
         except WorkerFailure as exc:
             outcome.status, outcome.error, outcome.fatal = "failed", str(exc), exc.fatal
-        except Exception as exc:  # e.g. a full disk in the main process: record it, then raise
+        except OSError as exc:  # a full disk, a vanished directory: one line, not a traceback
+            outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("the main process could not go on: %s", outcome.error)
+        except Exception as exc:  # a bug in the main process: record it, then raise
             outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
