@@ -6,9 +6,13 @@ A checkpoint holds tensors and plain data only (numbers, strings, lists, dicts):
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import pickle
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +49,12 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         _chmod_like_new_file(fd)
+        # Serialised in memory first: a full disk then fails in f.write with the real OSError
+        # (ENOSPC, EFBIG, ...) rather than as torch's opaque "file write failed".
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **payload}, f)
+            buffer = io.BytesIO()
+            torch.save({"format_version": FORMAT_VERSION, **payload}, buffer)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -108,7 +116,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = resolve_checkpoint(path)
     try:
         # weights_only: tensors and plain containers only; anything else (code) is refused
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: the
+            warnings.simplefilter("ignore")  # refusal below says it in one line instead
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UserError(f"{path} is not an rlplug checkpoint (it holds objects other than "
                         f"tensors and plain data, so it was not loaded); use a checkpoint.pt "
@@ -120,7 +130,63 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             or "algorithm" not in payload or "config" not in payload:
         raise UserError(f"{path} is not an rlplug checkpoint (format {FORMAT_VERSION}); "
                         f"use a checkpoint.pt written by rlplug")
+    problem = _payload_problem(payload)
+    if problem:
+        raise UserError(f"{path} is not a valid rlplug checkpoint ({problem}); use a "
+                        f"checkpoint.pt written by rlplug")
     return payload
+
+
+_WANDB_ID = re.compile(r"[^\s:;,#?/'][^:;,#?/']{0,126}[^\s:;,#?/']|[^\s:;,#?/']")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _payload_problem(payload: dict[str, Any]) -> str | None:
+    """What makes a (weights-only, so code-free) payload unusable, or None. Checked here so that a
+    hand-made or damaged file gets one line instead of a KeyError deep inside a resume."""
+    if not isinstance(payload["algorithm"], dict):
+        return "'algorithm' is not a state dict"
+    config = payload["config"]
+    if not isinstance(config, dict):
+        return "'config' is not a mapping"
+    for section in ("env", "network", "algo", "executor", "logger"):
+        if not isinstance(config.get(section, {}), dict):
+            return f"config.{section} is not a mapping"
+    if not isinstance(config.get("env", {}).get("id"), str):
+        return "config.env.id is missing"
+    for key in ("env_steps", "episodes"):
+        if not _is_count(payload.get(key)):
+            return f"'{key}' is not a non-negative integer"
+    wall_s = payload.get("wall_s", 0.0)
+    if isinstance(wall_s, bool) or not isinstance(wall_s, int | float) \
+            or not math.isfinite(wall_s) or wall_s < 0:
+        return "'wall_s' is not a non-negative number"
+    run_id = payload.get("wandb_run_id")
+    if run_id is not None and not (isinstance(run_id, str) and _WANDB_ID.fullmatch(run_id)):
+        return "'wandb_run_id' is not a W&B run id"
+    if "rng" in payload and not _rng_ok(payload["rng"]):
+        return "'rng' is not an RNG state"
+    return None
+
+
+def _rng_ok(state: Any) -> bool:
+    """The shape :func:`rng_state` writes (so :func:`set_rng_state` cannot fail on it)."""
+    if not isinstance(state, dict) or not isinstance(state.get("torch"), torch.Tensor) \
+            or state["torch"].dtype != torch.uint8 \
+            or state["torch"].shape != torch.get_rng_state().shape \
+            or not isinstance(state.get("numpy"), dict):
+        return False
+    numpy = state["numpy"]
+    keys = numpy.get("keys")
+    return (numpy.get("kind") == "MT19937" and isinstance(keys, torch.Tensor)
+            and keys.dtype == torch.int64 and tuple(keys.shape) == (624,)
+            and bool(((keys >= 0) & (keys < 2**32)).all())
+            and isinstance(numpy.get("pos"), int) and 0 <= numpy["pos"] <= 624
+            and isinstance(numpy.get("has_gauss"), int)
+            and isinstance(numpy.get("cached"), float))
 
 
 def check_compatible(saved_cfg: dict[str, Any], cfg: dict[str, Any], path: str | Path) -> None:

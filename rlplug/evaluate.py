@@ -33,6 +33,7 @@ from rlplug.contracts import Algorithm
 from rlplug.envs import probe_env
 from rlplug.errors import UserError, report_user_errors
 from rlplug.evaluation import evaluate_policy
+from rlplug.interrupts import quiet_interrupts, raise_on_signals
 from rlplug.periodic_eval import WHICH, choose_checkpoint
 from rlplug.plugins import load_config_plugins
 from rlplug.registry import suggest
@@ -43,11 +44,17 @@ def load_run(path: str | Path) -> tuple[RunConfig, Algorithm, dict[str, Any]]:
     """Rebuild the algorithm of a saved run (any registered network) from its checkpoint."""
     load_config_plugins()
     payload = load_checkpoint(path)
-    run = run_config_from_dict(payload["config"])
+    try:
+        run = run_config_from_dict(payload["config"])
+    except UserError:
+        raise
+    except Exception as exc:  # a hand-made or damaged config: one line
+        raise UserError(f"checkpoint {path} holds a config rlplug cannot use ("
+                        f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})") from exc
     algo = build_algorithm(run, probe_env(run.env))
     try:
         algo.load_state_dict(payload["algorithm"])
-    except (KeyError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any mismatch of a hand-made state: one line
         raise UserError(f"checkpoint {path} does not match its own config "
                         f"({str(exc).splitlines()[0]}); it was written by another version") from exc
     return run, algo, payload
@@ -124,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
                   "episodes": options.episodes, "deterministic": options.deterministic,
                   "return_mean": result.mean, "return_std": result.std, "returns": result.returns,
                   "lengths": result.lengths, "video": str(result.video) if result.video else None}
-        (checkpoint.parent / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        try:
+            (checkpoint.parent / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as exc:  # a read-only run directory, a full disk
+            raise UserError(f"cannot write {checkpoint.parent / 'eval.json'}: "
+                            f"{exc.strerror or exc}") from exc
         print(f"{run.env.id}: return {result.mean:.2f} +/- {result.std:.2f} over "
               f"{options.episodes} episodes ({checkpoint.name} at {payload['env_steps']} "
               f"env steps)")
@@ -134,4 +145,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise_on_signals(until_a_run_starts=lambda: None)  # Ctrl-C: one line, exit 130, at once
+    with quiet_interrupts("rlplug.evaluate"):
+        sys.exit(main())

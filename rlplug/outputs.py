@@ -17,17 +17,34 @@ METRICS_NAME = "metrics.jsonl"
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Rows of a metrics.jsonl file; a torn last line (killed mid-write) is skipped."""
+    """Rows of a metrics.jsonl file. A torn last line (killed mid-write) is skipped, and so is
+    any row that is not one rlplug could have written (not an object, a non-numeric env step, an
+    episode without a numeric return and length): a damaged or hand-edited file must not stop a
+    resume or a report."""
     rows = []
     if not path.exists():
         return rows
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                row = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
                 continue
+            if _plausible_row(row):
+                rows.append(row)
     return rows
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _plausible_row(row: Any) -> bool:
+    if not isinstance(row, dict) or not _is_number(row.get("env_step", 0)):
+        return False
+    if row.get("kind") == messages.EPISODE:
+        return _is_number(row.get("return")) and _is_number(row.get("length", 0))
+    return True
 
 
 def episode_curve(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:

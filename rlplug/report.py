@@ -118,10 +118,13 @@ def find_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
     for path in paths:
         try:
             summary = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             notes.append(f"skipped {path}: unreadable ({type(exc).__name__})")
             continue
-        summaries.append(summary)
+        if not isinstance(summary, dict):
+            notes.append(f"skipped {path}: not an rlplug summary")
+            continue
+        summaries.append(_clean_summary(summary))
         dirs.append(path.parent)
     if not summaries:
         raise UserError(f"no {SUMMARY_NAME} under {sweep_dir}; pass the directory of a multirun "
@@ -132,13 +135,46 @@ def find_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
         notes.append(f"{len(unfinished)} job(s) without {SUMMARY_NAME} (still running or killed): "
                      + ", ".join(unfinished))
     override_files = [d / ".hydra" / "overrides.yaml" for d in dirs]
+    overrides = None
     if all(f.is_file() for f in override_files):
-        overrides = [[str(o) for o in OmegaConf.load(f)] for f in override_files]
-    else:
+        overrides = [_load_overrides(f) for f in override_files]
+    if overrides is None or any(o is None for o in overrides):
         overrides = _config_overrides(summaries)
     jobs = [Job(d, s, sorted(_without_seed(o)))
             for d, s, o in zip(dirs, summaries, overrides, strict=True)]
     return jobs, notes
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _clean_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary.json as the report reads it: fields of the wrong type (a hand-edited or foreign
+    file) count as missing instead of failing the whole report."""
+    clean = dict(summary)
+    for key in (METRIC, BEST, "env_steps"):
+        if key in clean and not _is_number(clean[key]):
+            clean[key] = None
+    if not (isinstance(clean.get("seed"), int) and not isinstance(clean.get("seed"), bool)):
+        clean["seed"] = None
+    if not isinstance(clean.get("status"), str):
+        clean["status"] = "?"
+    if not isinstance(clean.get("config"), dict):
+        clean["config"] = {}
+    return clean
+
+
+def _load_overrides(path: Path) -> list[str] | None:
+    """A job's Hydra overrides (a YAML list of strings, read without running anything); None
+    if the file is not that."""
+    try:
+        loaded = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception:  # noqa: BLE001 - a damaged file: fall back to the configs
+        return None
+    if not isinstance(loaded, list) or not all(isinstance(o, str) for o in loaded):
+        return None
+    return loaded
 
 
 def group_settings(jobs: list[Job]) -> tuple[list[Setting], list[str]]:

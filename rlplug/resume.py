@@ -115,7 +115,7 @@ def check_resumable(run: RunConfig, algo: Algorithm) -> dict[str, Any]:
                         f"raise total_steps above it to continue training")
     try:
         algo.load_state_dict(payload["algorithm"])
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any mismatch of a hand-made state: one line
         raise UserError(f"checkpoint in {source} does not fit this model "
                         f"({str(exc).splitlines()[0]}); use the same network settings") from exc
     return payload
