@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,19 @@ def require(ok: bool, key: str, rule: str, value: Any, example: str) -> None:
     """
     if not ok:
         raise UserError(f"{key} {rule}, got {value!r}; set e.g. {example}")
+
+
+def require_finite(value: float | None, key: str, example: str) -> None:
+    """:func:`require` that a float option is a finite number (not inf or nan); None passes."""
+    if value is not None:
+        require(math.isfinite(value), key, "must be a finite number", value, example)
+
+
+MAX_SEED = 2**32 - 1  # numpy, torch and gymnasium all take seeds up to here
+# Weights & Biases' own limits (wandb.sdk.wandb_settings: validate_project, validate_run_tags)
+WANDB_PROJECT_MAX = 128
+WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
+WANDB_TAG_MAX = 64
 
 
 @dataclass
@@ -64,6 +78,17 @@ class LoggerConfig:
                 "must be offline, online or disabled", self.mode, "logger.mode=offline")
         require(self.train_log_every_s > 0, "logger.train_log_every_s", "must be > 0",
                 self.train_log_every_s, "logger.train_log_every_s=2")
+        require_finite(self.train_log_every_s, "logger.train_log_every_s",
+                       "logger.train_log_every_s=2")
+        bad = sorted({c for c in WANDB_PROJECT_FORBIDDEN if c in self.project})
+        require(0 < len(self.project) <= WANDB_PROJECT_MAX and not bad, "logger.project",
+                f"must be 1 to {WANDB_PROJECT_MAX} characters without any of "
+                f"{' '.join(WANDB_PROJECT_FORBIDDEN)} (W&B's rule)", self.project,
+                "logger.project=rlplug")
+        for tag in self.tags:
+            require(0 < len(str(tag)) <= WANDB_TAG_MAX, "logger.tags",
+                    f"must each be 1 to {WANDB_TAG_MAX} characters (W&B's rule)", str(tag),
+                    "logger.tags=[baseline]")
         require(self.video_episodes >= 1, "logger.video_episodes", "must be >= 1",
                 self.video_episodes, "logger.video_episodes=1")
         require(self.video_which in ("best", "latest"), "logger.video_which",
@@ -117,7 +142,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         require(self.total_steps >= 1, "total_steps", "must be >= 1", self.total_steps,
                 "total_steps=100000")
-        require(self.seed >= 0, "seed", "must be >= 0", self.seed, "seed=0")
+        require(0 <= self.seed <= MAX_SEED, "seed", f"must be in [0, {MAX_SEED}]", self.seed,
+                "seed=0")
 
 
 def register_core_schemas() -> None:

@@ -9,10 +9,18 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
-from rlplug.config import require
+from rlplug.config import require, require_finite
 from rlplug.workerpool import WorkerPoolConfig
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
+
+
+# A3CConfig's float options (all must be finite), with a valid example value for the message.
+_EXAMPLES = {"lr": "7e-4", "critic_lr_scale": "1.0", "gamma": "0.99", "gae_lambda": "0.95",
+             "entropy_coef": "0.01", "value_coef": "0.5", "max_grad_norm": "40",
+             "rmsprop_alpha": "0.99", "optimizer_eps": "1e-8", "reward_scale": "1.0",
+             "reward_offset": "0.0", "min_std": "1e-3", "init_std": "0.5", "max_std": "1.0"}
+_FINITE_FLOATS = tuple(_EXAMPLES)
 
 
 @dataclass
@@ -40,6 +48,10 @@ class A3CConfig:
     normalize_advantages: bool = False  # standardise advantages within each segment
 
     def __post_init__(self) -> None:
+        # Every number must be finite first (inf passes "> 0", nan fails it with a confusing
+        # message, and reward_offset has no range at all).
+        for key in _FINITE_FLOATS:
+            require_finite(getattr(self, key), f"algo.{key}", f"algo.{key}={_EXAMPLES[key]}")
         require(self.lr > 0, "algo.lr", "must be > 0", self.lr, "algo.lr=3e-4")
         require(self.critic_lr_scale > 0, "algo.critic_lr_scale", "must be > 0",
                 self.critic_lr_scale, "algo.critic_lr_scale=1.0")
