@@ -4,6 +4,9 @@ metrics file, the progress bar and the W&B logger up to date."""
 from __future__ import annotations
 
 import json
+import math
+import os
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -75,9 +78,14 @@ class Monitor:
         self._last_rate = (time.monotonic(), counters.env_steps)
         self.steps_per_s = 0.0
         self.eval_return: float | None = None  # the latest evaluation's (rlplug.periodic_eval)
+        on_terminal = _is_terminal(sys.stderr)
         self.bar = tqdm(total=total_steps, initial=counters.env_steps, unit="step",
-                        disable=not show_progress, dynamic_ncols=True, smoothing=0.1,
-                        desc="rlplug")
+                        disable=not (show_progress and on_terminal), dynamic_ncols=True,
+                        smoothing=0.1, desc="rlplug")
+        # Without a terminal (a pipe, a CI log, a batch job) a bar would be redrawn with a
+        # carriage return 5 times a second: a plain line every few seconds instead.
+        self._plain = (PlainProgress(total_steps, plain_progress_every_s())
+                       if show_progress and not on_terminal else None)
 
     @property
     def wall_s(self) -> float:
@@ -113,9 +121,75 @@ class Monitor:
             postfix["eval"] = f"{self.eval_return:.1f}"
         self.bar.set_postfix(postfix, sps=f"{self.steps_per_s:,.0f}", refresh=False)
         self.bar.refresh()
+        if self._plain is not None:
+            self._plain.update(steps, postfix, self.steps_per_s)
         self._file.flush()
 
     def close(self) -> None:
         self.on_tick()
         self.bar.close()
+        if self._plain is not None:
+            self._plain.close()
         self._file.close()
+
+
+PROGRESS_EVERY_ENV = "RLPLUG_PROGRESS_EVERY_S"
+PROGRESS_EVERY_S = 5.0
+
+
+def plain_progress_every_s() -> float:
+    """Seconds between plain progress lines (env ``RLPLUG_PROGRESS_EVERY_S``, default 5)."""
+    try:
+        value = float(os.environ.get(PROGRESS_EVERY_ENV, PROGRESS_EVERY_S))
+    except ValueError:
+        return PROGRESS_EVERY_S
+    return value if math.isfinite(value) and value > 0 else PROGRESS_EVERY_S
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # replaced or closed stream
+        return False
+
+
+class PlainProgress:
+    """The progress bar's numbers as one plain line every ``every_s`` seconds, and once at the
+    end, on stderr: ``rlplug: 12,000/100,000 env steps (12.0%) | episodes 340 | R100 41.2 |
+    1,950 steps/s | 0:00:06`` (steps/s over the time since the previous line)."""
+
+    def __init__(self, total_steps: int, every_s: float, stream: Any = None) -> None:
+        self.total_steps, self.every_s = total_steps, every_s
+        self.stream = stream
+        self.start = self.last_print = time.monotonic()
+        self.last_steps: int | None = None
+        self._pending: tuple[int, dict[str, Any]] | None = None
+
+    def update(self, steps: int, postfix: dict[str, Any], _steps_per_s: float = 0.0) -> None:
+        if self.last_steps is None:
+            self.last_steps = steps  # where this session started (a resumed run starts above 0)
+        self._pending = (steps, dict(postfix))
+        if time.monotonic() - self.last_print >= self.every_s:
+            self._print()
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._print()
+
+    def _print(self) -> None:
+        assert self._pending is not None
+        steps, postfix = self._pending
+        self._pending = None
+        now = time.monotonic()
+        rate = (steps - (self.last_steps or 0)) / max(now - self.last_print, 1e-9)
+        self.last_print, self.last_steps = now, steps
+        share = steps / self.total_steps if self.total_steps else 0.0
+        parts = [f"rlplug: {steps:,}/{self.total_steps:,} env steps ({share:.1%})"]
+        parts += [f"{key} {value}" for key, value in postfix.items()]
+        elapsed = int(now - self.start)
+        parts += [f"{rate:,.0f} steps/s",
+                  f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}"]
+        try:
+            print(" | ".join(parts), file=self.stream or sys.stderr, flush=True)
+        except (OSError, ValueError):  # a closed or broken stream must not stop the run
+            pass
