@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from rlplug import messages
 from rlplug.build import worker_seeds
@@ -112,3 +113,28 @@ def test_a_worker_gives_back_the_steps_of_a_segment_it_could_not_finish(make_wor
     # the reservation was released: the whole budget can be reserved again
     assert counters.reserve_steps(worker.ctx.total_steps, worker.ctx.total_steps) == \
         worker.ctx.total_steps
+
+
+def test_a_cut_reservation_steps_only_the_first_envs_of_the_last_row(make_worker) -> None:
+    # 3 envs, 5 rows: a grant of 7 steps is 2 full rows and 1 env in the third
+    worker = make_worker("env=cartpole", "network=lstm", "algo.envs_per_worker=3",
+                         "algo.n_steps=5", seed=4)
+    worker.pull()
+    segment, _ = worker.collect(7)
+    assert segment.rewards.shape == (3, 3) and segment.steps == 7
+    assert segment.valid is not None
+    assert segment.valid.tolist() == [[True] * 3, [True] * 3, [True, False, False]]
+    # envs 1 and 2 sat the last row out: what they act on next is the observation of that row,
+    # and their recurrent state is the one after row 2, as if the third row had not happened
+    after_two_rows = segment.obs[2]
+    assert torch.equal(torch.from_numpy(worker.obs[1:]), after_two_rows[1:])
+    assert not torch.equal(torch.from_numpy(worker.obs[:1]), after_two_rows[:1])
+    with torch.no_grad():
+        _, _, state = worker.net(segment.obs[:2], segment.initial_state, segment.episode_starts[:2])
+    for now, expected in zip(worker.state, state, strict=True):
+        torch.testing.assert_close(now[1:], expected[1:], rtol=0, atol=1e-6)
+        assert not torch.allclose(now[:1], expected[:1])
+    # the next segment goes on from there, with full rows again
+    segment, _ = worker.collect(15)
+    assert segment.valid is None and torch.equal(segment.obs[0, 1:], after_two_rows[1:])
+    assert worker.update(segment, 0)["grad_norm"] > 0
