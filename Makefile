@@ -12,11 +12,12 @@ TORCH ?= torch==2.13.0
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml plugins/a3c/pyproject.toml plugins/arm/pyproject.toml
+$(STAMP): pyproject.toml plugins/a3c/pyproject.toml plugins/arm/pyproject.toml plugins/ray/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[wandb,video,sweep,test]" -e plugins/a3c -e plugins/arm
+	$(BIN)/python -m pip install --quiet -e ".[wandb,video,sweep,test]" -e plugins/a3c -e plugins/arm \
+		-e "plugins/ray[test]"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,0 +1,1 @@
+"""Config presets of rlplug-ray (none yet: ``executor=ray`` is its registered dataclass)."""
