@@ -29,37 +29,42 @@ def truncation_bootstrap(reward: Number, final_value: Number, gamma: float) -> N
     return reward + gamma * final_value
 
 
+def _float64(x: torch.Tensor) -> np.ndarray:
+    return x.detach().numpy().astype(np.float64)
+
+
 def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor, bootstrap: torch.Tensor,
                    gamma: float, valid: torch.Tensor | None = None) -> torch.Tensor:
     """R_t = r_t + gamma * R_{t+1}, cut at episode ends, starting from ``bootstrap``, per env."""
-    # in float64, like a recursion on Python floats: the result does not depend on the batching
-    not_done = 1.0 - dones.double()
-    rewards64 = rewards.double()
-    returns = torch.empty_like(rewards64)
-    running = bootstrap.double()
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        stepped = rewards64[t] + gamma * not_done[t] * running
-        running = stepped if valid is None else torch.where(valid[t], stepped, running)
+    # The recursion runs over rows in float64 numpy: a row of a few envs costs far less there than
+    # in torch ops, and the result does not depend on how many envs share the segment.
+    r, not_done = _float64(rewards), 1.0 - _float64(dones)
+    stepped_rows = None if valid is None else valid.numpy()
+    returns = np.empty_like(r)
+    running = _float64(bootstrap)
+    for t in range(r.shape[0] - 1, -1, -1):
+        stepped = r[t] + gamma * not_done[t] * running
+        running = stepped if stepped_rows is None else np.where(stepped_rows[t], stepped, running)
         returns[t] = running
-    return returns.to(rewards.dtype)
+    return torch.from_numpy(returns).to(rewards.dtype)
 
 
 def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
                    bootstrap: torch.Tensor, gamma: float, lam: float,
                    valid: torch.Tensor | None = None) -> torch.Tensor:
     """Generalised advantage estimation (Schulman et al. 2016) over one segment, per env."""
-    not_done = 1.0 - dones.double()
-    rewards64, values64 = rewards.double(), values.double()
-    advantages = torch.empty_like(rewards64)
-    running = torch.zeros_like(rewards64[0])
-    next_value = bootstrap.double()
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        delta = rewards64[t] + gamma * next_value * not_done[t] - values64[t]
+    r, v, not_done = _float64(rewards), _float64(values), 1.0 - _float64(dones)
+    stepped_rows = None if valid is None else valid.numpy()
+    advantages = np.empty_like(r)
+    running = np.zeros_like(r[0])
+    next_value = _float64(bootstrap)
+    for t in range(r.shape[0] - 1, -1, -1):
+        delta = r[t] + gamma * next_value * not_done[t] - v[t]
         stepped = delta + gamma * lam * not_done[t] * running
-        if valid is None:
-            running, next_value = stepped, values64[t]
+        if stepped_rows is None:
+            running, next_value = stepped, v[t]
         else:
-            running = torch.where(valid[t], stepped, running)
-            next_value = torch.where(valid[t], values64[t], next_value)
+            running = np.where(stepped_rows[t], stepped, running)
+            next_value = np.where(stepped_rows[t], v[t], next_value)
         advantages[t] = running
-    return advantages.to(rewards.dtype)
+    return torch.from_numpy(advantages).to(rewards.dtype)
