@@ -111,8 +111,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint (file or run directory); :class:`UserError` if missing or corrupt."""
+def load_checkpoint(path: str | Path, *, run: bool = False) -> dict[str, Any]:
+    """Read a checkpoint (file or run directory); :class:`UserError` if missing or corrupt.
+
+    Whatever it holds is type-checked; ``run=True`` (resume, evaluate) also requires everything a
+    run's checkpoint has: the config with its env id, the counters and the RNG state."""
     path = resolve_checkpoint(path)
     try:
         # weights_only: tensors and plain containers only; anything else (code) is refused
@@ -130,7 +133,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             or "algorithm" not in payload or "config" not in payload:
         raise UserError(f"{path} is not an rlplug checkpoint (format {FORMAT_VERSION}); "
                         f"use a checkpoint.pt written by rlplug")
-    problem = _payload_problem(payload)
+    problem = _payload_problem(payload, run)
     if problem:
         raise UserError(f"{path} is not a valid rlplug checkpoint ({problem}); use a "
                         f"checkpoint.pt written by rlplug")
@@ -144,7 +147,7 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _payload_problem(payload: dict[str, Any]) -> str | None:
+def _payload_problem(payload: dict[str, Any], run: bool) -> str | None:
     """What makes a (weights-only, so code-free) payload unusable, or None. Checked here so that a
     hand-made or damaged file gets one line instead of a KeyError deep inside a resume."""
     if not isinstance(payload["algorithm"], dict):
@@ -155,10 +158,12 @@ def _payload_problem(payload: dict[str, Any]) -> str | None:
     for section in ("env", "network", "algo", "executor", "logger"):
         if not isinstance(config.get(section, {}), dict):
             return f"config.{section} is not a mapping"
-    if not isinstance(config.get("env", {}).get("id"), str):
-        return "config.env.id is missing"
+    if run:
+        missing = [key for key in ("env_steps", "episodes", "rng") if key not in payload]
+        if missing or not isinstance(config.get("env", {}).get("id"), str):
+            return f"{', '.join(missing) or 'config.env.id'} missing"
     for key in ("env_steps", "episodes"):
-        if not _is_count(payload.get(key)):
+        if key in payload and not _is_count(payload[key]):
             return f"'{key}' is not a non-negative integer"
     wall_s = payload.get("wall_s", 0.0)
     if isinstance(wall_s, bool) or not isinstance(wall_s, int | float) \

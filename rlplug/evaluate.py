@@ -43,7 +43,7 @@ from rlplug.schemas import run_config_from_dict
 def load_run(path: str | Path) -> tuple[RunConfig, Algorithm, dict[str, Any]]:
     """Rebuild the algorithm of a saved run (any registered network) from its checkpoint."""
     load_config_plugins()
-    payload = load_checkpoint(path)
+    payload = load_checkpoint(path, run=True)
     try:
         run = run_config_from_dict(payload["config"])
     except UserError:

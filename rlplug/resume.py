@@ -42,7 +42,7 @@ def job_config(cfg: DictConfig, overrides: Sequence[str]) -> RunConfig:
     if not run.resume:
         return run
     source = Path(run.resume).expanduser()
-    saved = load_checkpoint(source)["config"]
+    saved = load_checkpoint(source, run=True)["config"]
     composed = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(composed, dict)
     merged = copy.deepcopy(saved)
@@ -108,7 +108,7 @@ def check_resumable(run: RunConfig, algo: Algorithm) -> dict[str, Any]:
     incompatible with this config, or already past ``total_steps``."""
     assert run.resume is not None
     source = Path(run.resume).expanduser()
-    payload = load_checkpoint(source)
+    payload = load_checkpoint(source, run=True)
     check_compatible(payload["config"], config_dict(run), source)
     if payload["env_steps"] >= run.total_steps:
         raise UserError(f"the run in {source} already reached {payload['env_steps']} env steps; "
