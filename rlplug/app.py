@@ -99,7 +99,8 @@ def hydra_main(cfg: DictConfig) -> Any:
             # the sweep's parent decides its exit code; an exception here must stay an Exception
             if result.status == "interrupted":
                 return result.summary.get("return_mean100_final")
-            raise JobFailed(f"rlplug: job {run_dir.name} {result.status}: "
-                            f"{(result.error or 'see its summary.json').splitlines()[0]}")
+            lines = (result.error or "see its summary.json").strip().splitlines()
+            reason = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1].strip()}"
+            raise JobFailed(f"rlplug: job {run_dir.name} {result.status}: {reason}")
         sys.exit(result.exit_code)
     return result.summary.get("return_mean100_final")

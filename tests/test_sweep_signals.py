@@ -5,6 +5,9 @@ do not start, the parent exits 130 (SIGINT) or 143 (SIGTERM), and no process out
 Real sweeps through ``python -m rlplug -m`` with the real launcher (loky worker processes, each
 running a job with process workers), and real signals: Ctrl-C reaches the whole process group,
 SIGTERM only the parent (a scheduler, ``kill <pid>``).
+
+Also: a job that fails does not take the other running jobs down (joblib kills every worker when
+a job lets ``SystemExit`` out); the sweep exits 1 once all have ended.
 """
 
 from __future__ import annotations
@@ -156,3 +159,51 @@ def test_signal_while_the_jobs_start_ends_the_sweep_cleanly(signum, to_group, co
     for job in job_dirs(sweep):
         summary = json.loads((job / "summary.json").read_text())
         assert summary["status"] == "interrupted", (job, summary)
+
+
+FAILING_ENV = """
+import gymnasium as gym
+import numpy as np
+
+
+class Fails(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        self.steps = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps > 200:
+            raise RuntimeError("this env breaks after 200 steps")
+        return np.zeros(4, np.float32), 1.0, self.steps % 20 == 0, False, {}
+
+
+gym.register("Fails-v0", entry_point=Fails)
+"""
+
+
+def test_a_failing_job_does_not_take_the_other_running_job_down(tmp_path):
+    (tmp_path / "failing_env.py").write_text(FAILING_ENV)
+    sweep = tmp_path / "sweep"
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlplug", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+         "env.id=failing_env:Fails-v0,CartPole-v1", "total_steps=150000", "executor=process",
+         "executor.workers=1", "executor.on_worker_failure=stop", "progress=false",
+         "logger.mode=disabled", "checkpoint.every_steps=0", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
+
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    summaries = {j.name: json.loads((j / "summary.json").read_text()) for j in job_dirs(sweep)}
+    failed = [s for name, s in summaries.items() if "Fails-v0" in name]
+    completed = [s for name, s in summaries.items() if "CartPole-v1" in name]
+    assert [s["status"] for s in failed] == ["failed"], summaries
+    assert [(s["status"], s["env_steps"]) for s in completed] == [("completed", 150000)]
+    assert "failed: worker 0 failed: RuntimeError: this env breaks after 200 steps" in proc.stderr
