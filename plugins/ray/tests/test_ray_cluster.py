@@ -17,6 +17,7 @@ import torch
 from ray_test_support import rows_of, wait_for
 
 from rlplug.checkpoint import load_checkpoint
+from rlplug.errors import UserError
 from rlplug.outputs import read_metrics
 from rlplug.run import train
 from rlplug.testing import CountingModel, check_executor
@@ -109,6 +110,22 @@ def test_a_worker_makes_one_remote_call_per_update_with_exact_versions_and_budge
     c.flush()
     assert ray.get(hub.poll.remote())[0] == 0
     assert link.HubLink(hosted, (2, 4)).reserve_steps(100, 100) == 100
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (["executor.num_cpus_per_worker=2"],
+     "executor.num_cpus_per_worker=2, but the largest node of the Ray cluster has 1 CPUs"),
+    (["executor.workers=3"], "executor.workers=3 x executor.num_cpus_per_worker=1 needs 3 CPUs, "
+                             "but the Ray cluster has 2"),
+])
+def test_workers_that_cannot_fit_the_cluster_are_a_one_line_error_before_any_starts(
+        cluster, compose_run, tmp_path, settings, message):
+    run = compose_run("env=cartpole", "total_steps=1000", *ray_executor(cluster), *settings)
+    with pytest.raises(UserError) as caught:
+        train(run, tmp_path / "run")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert not rows_of(tmp_path / "run", "worker_start")
+    assert not ray.is_initialized()  # the driver disconnected again
 
 
 def test_a3c_learns_cartpole_with_its_two_workers_on_different_nodes(cluster, compose_run,
