@@ -1,7 +1,8 @@
-"""The benchmark suite: ``python -m benchmarks [throughput] [learning]`` (default: both).
+"""The benchmark suite: ``python -m benchmarks [throughput] [learning] [ray]`` (default: all).
 
-Writes benchmarks/results/{throughput,learning}.{md,json} and learning_curves.png; the README's
-"Results" section quotes them. Run on an otherwise idle machine: throughput is wall-clock.
+Writes benchmarks/results/{throughput,learning,ray_throughput}.{md,json} and learning_curves.png;
+the README's "Results" and "Scaling out" sections quote them. Run on an otherwise idle machine:
+throughput is wall-clock.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import time
 
 import torch
 
-from benchmarks import learning, throughput
+from benchmarks import learning, ray_throughput, throughput
 from benchmarks.common import write_results
 
 
 def main(argv: list[str]) -> None:
-    parts = argv or ["throughput", "learning"]
+    parts = argv or ["throughput", "learning", "ray"]
     header = (f"_Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
               f"{torch.get_num_threads()} cores, torch {torch.__version__}._\n\n")
     if "throughput" in parts:
@@ -29,6 +30,10 @@ def main(argv: list[str]) -> None:
         rows = learning.measure()
         learning.plot(rows)
         write_results("learning", header + learning.markdown(rows), rows)
+    if "ray" in parts:
+        rows = ray_throughput.measure()
+        write_results("ray_throughput", header + ray_throughput.markdown(rows),
+                      {"rows": rows, "summary": ray_throughput.summarize(rows)})
 
 
 if __name__ == "__main__":
