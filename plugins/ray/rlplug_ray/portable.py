@@ -12,14 +12,13 @@ alone, with the same interface: a ``threading`` lock, or a :class:`LocalLock` fo
 
 from __future__ import annotations
 
+import functools
 import io
 import multiprocessing.synchronize as mp_sync
 import pickle
 import threading
 from collections import ChainMap
 from typing import Any
-
-from ray import cloudpickle
 
 try:
     from rlplug.locks import RobustLock
@@ -65,15 +64,22 @@ if RobustLock is not None:
     _REDUCERS[RobustLock] = lambda _lock: (LocalLock, ())
 
 
-class _Pickler(cloudpickle.CloudPickler):
-    # A class attribute: the pickler reads its dispatch table when it is constructed.
-    dispatch_table = ChainMap(_REDUCERS, cloudpickle.CloudPickler.dispatch_table)
+@functools.cache
+def _pickler() -> type:
+    # Ray is imported here, not with this module: the CLI's preflight imports the executor.
+    from ray import cloudpickle
+
+    class Pickler(cloudpickle.CloudPickler):
+        # A class attribute: the pickler reads its dispatch table when it is constructed.
+        dispatch_table = ChainMap(_REDUCERS, cloudpickle.CloudPickler.dispatch_table)
+
+    return Pickler
 
 
 def dumps(obj: Any) -> bytes:
-    """``obj`` pickled for another machine (cloudpickle; multiprocessing locks become fresh ones)."""
+    """``obj`` pickled for another machine (cloudpickle; locks become new local ones)."""
     buffer = io.BytesIO()
-    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    _pickler()(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
     return buffer.getvalue()
 
 
