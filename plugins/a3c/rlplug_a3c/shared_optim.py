@@ -11,13 +11,18 @@ a worker can read a first moment that already holds another worker's gradient wi
 moment that does not yet hold its square. For a parameter whose second moment is still about 0
 (a unit that has just received its first gradient), ``m / (sqrt(v) + eps)`` then explodes; we saw
 this throw the critic off course early in about one Pendulum run in five with 2 workers.
+
+The lock is a :class:`rlplug.locks.RobustLock`: a worker killed inside a step (SIGKILL, the OOM
+killer, the pool's watchdog) releases it with its death instead of blocking every other worker for
+ever. That step itself may be left half-applied (e.g. the moments updated, the parameters not):
+one torn update among thousands, which the following steps absorb as they absorb a stale gradient.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-
 import torch
+
+from rlplug.locks import RobustLock
 
 
 class SharedOptimizer:
@@ -30,7 +35,7 @@ class SharedOptimizer:
         self.params = params
         self.eps = eps
         self.lr_scale = lr_scale  # optional per-parameter learning-rate factors (flat)
-        self._lock = mp.get_context("spawn").Lock()  # travels to spawned workers
+        self._lock = RobustLock()  # travels to spawned workers; a killed holder releases it
         self.state = {"step": torch.zeros((), dtype=torch.float64).share_memory_()}
         for name in state_names:
             self.state[name] = torch.zeros_like(params).share_memory_()

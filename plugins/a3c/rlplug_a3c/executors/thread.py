@@ -1,4 +1,8 @@
-"""Workers as threads in one process, all updating the same global model in memory."""
+"""Workers as threads in one process, all updating the same global model in memory.
+
+A thread cannot be killed: one that hangs (e.g. in ``env.step``) is abandoned by the pool's
+watchdog and replaced; it ends with the process, and nothing it does if it wakes up counts.
+"""
 
 from __future__ import annotations
 
