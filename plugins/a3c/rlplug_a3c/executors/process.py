@@ -4,6 +4,12 @@ optimizer statistics) live in shared memory, so every process updates the same n
 Each worker writes its messages into its own pipe rather than a queue shared by all: a worker
 killed in the middle of a write then damages only its own pipe (which the main process reads to
 its end and closes), never a lock the other workers need.
+
+A worker process never outlives the main process (the kernel kills it when its parent dies, see
+:mod:`rlplug.worker_processes`), and a Ctrl-C that arrives while it is still booting is ignored by
+it like any later one: the main process decides how the run stops. The constructor refuses a
+worker count whose processes cannot fit in the available memory (it runs in the CLI's checks,
+before anything starts).
 """
 
 from __future__ import annotations
@@ -21,22 +27,25 @@ import torch
 import torch.multiprocessing as mp
 
 from rlplug.contracts import WorkerContext
+from rlplug.worker_processes import (
+    ChildSetup,
+    check_workers_fit,
+    child_main,
+    start_process,
+    warn_if_tight,
+)
 from rlplug.workerpool import ContextFactory, WorkerPool, run_target
 from rlplug_a3c.configs import ProcessExecutorConfig
 
 
-def _process_main(target: Callable[[WorkerContext], None], ctx: WorkerContext,
+def _process_main(target: Callable[[WorkerContext], None], ctx: WorkerContext, *,
                   parent_pid: int) -> None:
-    # The main process decides how to stop: Ctrl-C reaches the whole process group, and so does
-    # SIGTERM from a batch scheduler or `docker stop`; the main process then stops the workers
-    # through the shared flag (and kills those that do not stop in time).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # (child_main has already made this process ignore SIGINT/SIGTERM and die with its parent.)
     shared_stop = ctx.stop_requested
 
     def stop_requested() -> bool:
-        # A worker whose main process died (SIGKILL, OOM) is adopted by another process: stop
-        # rather than train on alone.
+        # A worker whose main process died is adopted by another process: stop rather than train
+        # on alone (where the kernel's parent-death signal is not available).
         return shared_stop() or os.getppid() != parent_pid
 
     ctx.stop_requested = stop_requested
@@ -65,17 +74,26 @@ class ProcessExecutor(WorkerPool):
     """Scales across cores. Uses the ``spawn`` start method by default: safe inside Hydra's
     joblib launcher and with threads already running in the parent."""
 
+    start_barrier = True  # a worker booting late (seconds) still gets its share of a small budget
+
     def __init__(self, cfg: ProcessExecutorConfig):
         super().__init__(cfg)
+        check_workers_fit(cfg.workers)  # before anything starts: the CLI's preflight builds this
         self._mp = mp.get_context(cfg.start_method)
         self._readers: dict[Connection, _Worker] = {}
+
+    def run(self, target: Callable[[WorkerContext], None], **kwargs: Any) -> None:
+        warn_if_tight(self.cfg.workers)
+        super().run(target, **kwargs)
 
     def _start(self, target: Callable[[WorkerContext], None], make_ctx: ContextFactory) -> _Worker:
         reader, writer = self._mp.Pipe(duplex=False)
         ctx = make_ctx(writer.send)
-        process = self._mp.Process(target=_process_main, args=(target, ctx, os.getpid()),
+        # The child must not outlive this process; with forkserver its parent is the forkserver.
+        setup = ChildSetup(os.getpid() if self.cfg.start_method == "spawn" else None)
+        process = self._mp.Process(target=child_main, args=(setup, _process_main, target, ctx),
                                    name=f"rlplug-worker-{ctx.rank}", daemon=True)
-        process.start()
+        start_process(process)  # a Ctrl-C now must not kill the child while it boots
         writer.close()  # the child holds its own end; ours would hide the child's exit (no EOF)
         worker = _Worker(process, reader)
         self._readers[reader] = worker
