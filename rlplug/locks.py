@@ -28,7 +28,8 @@ Cost: two ``flock`` system calls per acquire/release pair (about a microsecond e
 uncontended). The lock file (empty) is created in the temporary directory (``$TMPDIR``) by the
 process that creates the lock and removed when that object is garbage-collected or at interpreter
 exit. If that process is killed with SIGKILL, its empty ``rlplug-<pid>-*.lock`` files stay in the
-temporary directory (cleared with it at reboot); nothing reads them again.
+temporary directory until the next lock is created there: then the files of creators that are no
+longer alive, and that no process holds, are removed.
 """
 
 from __future__ import annotations
@@ -71,12 +72,50 @@ def _remove(path: str, descriptor: _Descriptor, creator: int) -> None:
             pass
 
 
+def _remove_stale_files(directory: str) -> None:
+    """Remove lock files left by creators that were killed (their pid is gone) and that no
+    process holds. A survivor that still uses such a file keeps its descriptor (the same inode);
+    one that has not opened it yet finds it gone and stops."""
+    prefix = "rlplug-"
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".lock")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody holds it
+            os.unlink(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class RobustLock:
     """A mutual-exclusion lock for threads and processes (any start method) that the death of its
     holder releases. Use it as a context manager or with :meth:`acquire`/:meth:`release`; it is
     not reentrant. Pickle it to hand it to another process."""
 
     def __init__(self) -> None:
+        _remove_stale_files(tempfile.gettempdir())
         fd, self.path = tempfile.mkstemp(prefix=f"rlplug-{os.getpid()}-", suffix=".lock")
         self._setup(_Descriptor(fd))  # mkstemp opens with O_CLOEXEC
         # Removed when this object is collected, at interpreter exit, and at the exit of a

@@ -135,6 +135,29 @@ def test_lock_file_is_removed_with_the_lock_that_created_it(children):
     assert not child_path.exists()
 
 
+def test_lock_files_of_killed_creators_are_removed_by_the_next_lock(children, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
+    dead = SPAWN.Process(target=children.create_lock_and_exit, args=(SPAWN.Queue(),))
+    dead.start()
+    dead.join(60)  # its pid is gone now
+    stale = tmp_path / f"rlplug-{dead.pid}-left.lock"
+    held = tmp_path / f"rlplug-{dead.pid}-held.lock"
+    stale.touch()
+    held.touch()
+    survivor = RobustLock.__new__(RobustLock)  # still holds the dead creator's lock
+    survivor.__setstate__({"path": str(held)})
+    survivor.acquire()
+    try:
+        live = RobustLock()  # sweeps; this process is alive, so its own file stays
+        RobustLock()
+        assert not stale.exists()
+        assert held.exists() and Path(live.path).exists()
+    finally:
+        survivor.release()
+
+
 # -- the pool's counters ---------------------------------------------------------------------------
 @pytest.fixture
 def pool_counters() -> tuple[SharedCounters, PoolState]:
