@@ -27,15 +27,17 @@ torn update (one optimizer step, see ``rlplug_a3c.shared_optim``).
 Cost: two ``flock`` system calls per acquire/release pair (about a microsecond each when
 uncontended). The lock file (empty) is created in the temporary directory (``$TMPDIR``) by the
 process that creates the lock and removed when that object is garbage-collected or at interpreter
-exit. If that process is killed with SIGKILL, its empty ``rlplug-<pid>-*.lock`` files stay in the
-temporary directory until the next lock is created there: then the files of creators that are no
-longer alive, and that no process holds, are removed.
+exit. If that process is killed with SIGKILL, its empty ``rlplug-<host>-<pid namespace>-<pid>-*.lock``
+files stay in the temporary directory until the next lock is created there by the same host and
+pid namespace: then the files of creators that are no longer alive, and that no process holds, are
+removed.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -72,11 +74,22 @@ def _remove(path: str, descriptor: _Descriptor, creator: int) -> None:
             pass
 
 
-def _remove_stale_files(directory: str) -> None:
-    """Remove lock files left by creators that were killed (their pid is gone) and that no
-    process holds. A survivor that still uses such a file keeps its descriptor (the same inode);
-    one that has not opened it yet finds it gone and stops."""
-    prefix = "rlplug-"
+def _namespace() -> str:
+    """Where a pid means this process's neighbours: the host and (Linux) the pid namespace, so
+    that a shared temporary directory never makes another machine's or container's live run look
+    dead."""
+    host = socket.gethostname().replace("-", "_").replace(os.sep, "_") or "host"
+    try:
+        pidns = os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        pidns = "0"
+    return f"rlplug-{host}-{pidns}-"
+
+
+def _remove_stale_files(directory: str, prefix: str) -> None:
+    """Remove lock files left by creators of this namespace that were killed (their pid is gone)
+    and that no process holds. A survivor that still uses such a file keeps its descriptor (the
+    same inode); one that has not opened it yet finds it gone and stops."""
     try:
         names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".lock")]
     except OSError:
@@ -115,8 +128,9 @@ class RobustLock:
     not reentrant. Pickle it to hand it to another process."""
 
     def __init__(self) -> None:
-        _remove_stale_files(tempfile.gettempdir())
-        fd, self.path = tempfile.mkstemp(prefix=f"rlplug-{os.getpid()}-", suffix=".lock")
+        prefix = _namespace()
+        _remove_stale_files(tempfile.gettempdir(), prefix)
+        fd, self.path = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=".lock")
         self._setup(_Descriptor(fd))  # mkstemp opens with O_CLOEXEC
         # Removed when this object is collected, at interpreter exit, and at the exit of a
         # multiprocessing child that created it (which skips atexit): a multiprocessing Finalize.

@@ -142,10 +142,12 @@ def test_lock_files_of_killed_creators_are_removed_by_the_next_lock(children, tm
     dead = SPAWN.Process(target=children.create_lock_and_exit, args=(SPAWN.Queue(),))
     dead.start()
     dead.join(60)  # its pid is gone now
-    stale = tmp_path / f"rlplug-{dead.pid}-left.lock"
-    held = tmp_path / f"rlplug-{dead.pid}-held.lock"
-    stale.touch()
-    held.touch()
+    prefix = Path(RobustLock().path).name.rsplit("-", 2)[0]  # rlplug-<host>-<pid namespace>
+    stale = tmp_path / f"{prefix}-{dead.pid}-left.lock"
+    held = tmp_path / f"{prefix}-{dead.pid}-held.lock"
+    elsewhere = tmp_path / f"rlplug-otherhost-{prefix.rsplit('-', 1)[1]}-{dead.pid}-x.lock"
+    for path in (stale, held, elsewhere):
+        path.touch()
     survivor = RobustLock.__new__(RobustLock)  # still holds the dead creator's lock
     survivor.__setstate__({"path": str(held)})
     survivor.acquire()
@@ -154,6 +156,7 @@ def test_lock_files_of_killed_creators_are_removed_by_the_next_lock(children, tm
         RobustLock()
         assert not stale.exists()
         assert held.exists() and Path(live.path).exists()
+        assert elsewhere.exists()  # another host's pids say nothing here
     finally:
         survivor.release()
 
