@@ -118,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                             "[which=best|latest]")
         options = parse_options(argv[1:])
         chosen, note = choose_checkpoint(argv[0], options.which)
-        if note:
-            print(f"rlplug.evaluate: {note}", file=sys.stderr)
         checkpoint = resolve_checkpoint(chosen)
         run, algo, payload = load_run(checkpoint)
+        if note:  # only once the fallback checkpoint loaded: an error stays one line
+            print(f"rlplug.evaluate: {note}", file=sys.stderr)
         out = Path(options.out) if options.out else checkpoint.parent / "eval.mp4"
         result = evaluate_policy(algo, run.env, options.episodes, seed=options.seed,
                                  deterministic=options.deterministic,

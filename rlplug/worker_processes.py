@@ -17,7 +17,12 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from multiprocessing import resource_tracker
 from typing import Any
+
+import psutil
+
+from rlplug.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +43,6 @@ def check_workers_fit(workers: int, key: str = "executor.workers") -> None:
     """Raise a one-line :class:`~rlplug.errors.UserError` if ``workers`` processes cannot fit in
     the memory available now (psutil) or in the main process's file-descriptor limit (raised to
     its hard limit when needed)."""
-    from rlplug.errors import UserError
-
     needed_mb = workers * WORKER_MEMORY_MB
     available_mb = available_memory_mb()
     if available_mb is not None and needed_mb > available_mb:
@@ -70,10 +73,6 @@ def warn_if_tight(workers: int) -> None:
 
 def available_memory_mb() -> float | None:
     """Memory available to new processes without swapping (psutil), or None if unknown."""
-    try:
-        import psutil
-    except ImportError:
-        return None
     return psutil.virtual_memory().available / 2**20
 
 
@@ -91,8 +90,6 @@ def start_process(process: Any) -> None:
     calling thread when it launches the tracker, which would undo the block.
     """
     if os.name == "posix":
-        from multiprocessing import resource_tracker
-
         resource_tracker.ensure_running()
     with _stop_signals_blocked():
         process.start()
