@@ -21,7 +21,8 @@ HANG_GUARD_S = 300
 # A run nothing in the defaults would reproduce: another env, another network shape, seed, executor.
 FIRST = ["env=pendulum", "network.hidden_sizes=[32]", "seed=5", "executor=thread",
          "executor.workers=1", "logger.mode=disabled", "progress=false",
-         "checkpoint.every_steps=500", "total_steps=12000"]
+         "checkpoint.every_steps=500", "total_steps=12000",
+         "algo.envs_per_worker=1"]  # slow enough that Ctrl-C lands before the budget
 
 
 @pytest.fixture(scope="module")
