@@ -24,35 +24,22 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from rlplug.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from rlplug.config import EnvConfig, EvalConfig
 from rlplug.contracts import Algorithm
 from rlplug.errors import UserError
 from rlplug.evaluation import EvalResult, evaluate_policy
+from rlplug.torch_threads import one_torch_thread
 
 log = logging.getLogger(__name__)
 
 EVAL = "eval"  # the metrics row kind
 BEST_CHECKPOINT_NAME = "checkpoint_best.pt"
 WHICH = ("best", "latest")
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Evaluate with one intra-op thread: the workers own the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def eval_row(env_step: int, result: EvalResult, cfg: EvalConfig, seconds: float) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from rlplug.contracts import Counters, MessageHandler, SharedModel, TickHandler, WorkerContext
+from rlplug.torch_threads import one_torch_thread
 from rlplug.workerpool import ContextFactory, WorkerPool, run_target
 from rlplug_a3c.configs import SerialExecutorConfig
 
@@ -181,13 +182,9 @@ class SerialExecutor(WorkerPool):
             on_message: MessageHandler, on_tick: TickHandler, tick_s: float = 0.2,
             report_every_s: float = 2.0) -> None:
         # One worker runs at a time, so torch's intra-op threads would only add noise.
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        self._workers, self._holder, self._last_rank = {}, None, -1
-        self._inbox.clear()
-        try:
+        with one_torch_thread():
+            self._workers, self._holder, self._last_rank = {}, None, -1
+            self._inbox.clear()
             super().run(target, model=model, seeds=seeds, counters=counters,
                         total_steps=total_steps, on_message=on_message, on_tick=on_tick,
                         tick_s=tick_s, report_every_s=report_every_s)
-        finally:
-            torch.set_num_threads(previous)

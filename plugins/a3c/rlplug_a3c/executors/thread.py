@@ -12,9 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from rlplug.contracts import Counters, MessageHandler, SharedModel, TickHandler, WorkerContext
+from rlplug.torch_threads import one_torch_thread
 from rlplug.workerpool import ContextFactory, WorkerPool, run_target
 from rlplug_a3c.configs import ThreadExecutorConfig
 
@@ -61,13 +60,9 @@ class ThreadExecutor(WorkerPool):
             on_message: MessageHandler, on_tick: TickHandler, tick_s: float = 0.2,
             report_every_s: float = 2.0) -> None:
         # torch's intra-op threads would oversubscribe the cores the worker threads already use
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        self._queue = queue.Queue()  # nothing from an earlier run's threads
-        try:
+        with one_torch_thread():
+            self._queue = queue.Queue()  # nothing from an earlier run's threads
             super().run(target, model=model, seeds=seeds, counters=counters,
                         total_steps=total_steps,
                         on_message=on_message, on_tick=on_tick, tick_s=tick_s,
                         report_every_s=report_every_s)
-        finally:
-            torch.set_num_threads(previous)
