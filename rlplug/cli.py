@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import (
@@ -66,8 +67,7 @@ def _check_choice(group: str, value: str) -> None:
     options = group_options(group)
     if value in options:
         return
-    message = (f"unknown {group} '{value}'; installed: {', '.join(options) or 'none'}."
-               f"{suggest(str(value), options)}")
+    message = _unknown_option(group, str(value), options)
     registry = COMPONENTS.get(group)
     if registry is not None and value in registry.names():
         message += f" ({group} '{value}' is registered but ships no config)"
@@ -105,15 +105,31 @@ def explain(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0]
 
 
-def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """Every job's overrides: the sweep's combinations in a multirun, else the overrides."""
-    parser = OverridesParser.create()
+def _unknown_option(group: str, value: str, options: list[str]) -> str:
+    """The one-line error for an option a group lacks: the installed ones and a close match."""
+    return (f"unknown {group} '{value}'; installed: {', '.join(options) or 'none'}."
+            f"{suggest(value, options)}")
+
+
+def _parse(overrides: list[str]) -> list[Override]:
+    """The command line's overrides, parsed by Hydra; a one-line :class:`UserError` if invalid."""
     try:
-        parsed = parser.parse_overrides(overrides)
+        return OverridesParser.create().parse_overrides(overrides)
     except HydraException as exc:
         raise UserError(f"cannot parse the command line: {explain(exc)}") from exc
+
+
+def _picks_option(override: Override) -> bool:
+    """Whether an override chooses a config group's option (``group=option``; not
+    ``group@package=...`` nor a deletion ``~group``)."""
+    return override.package is None and not override.is_delete()
+
+
+def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """Every job's overrides: the sweep's combinations in a multirun, else the overrides."""
+    parsed = _parse(overrides)
     for override in parsed:
-        if override.key_or_group in GROUPS and override.package is None and not override.is_delete():
+        if override.key_or_group in GROUPS and _picks_option(override):
             values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
                       else [override.value()])
             for value in values:
@@ -139,19 +155,13 @@ def _check_hydra_settings(job: list[str], hydra_overrides: list[str], multirun: 
     holds no other run's outputs). Returns True for a sweep that runs its jobs in parallel
     processes (the joblib launcher)."""
     loader = GlobalHydra.instance().config_loader()
-    parser = OverridesParser.create()
-    try:
-        parsed = parser.parse_overrides(hydra_overrides)
-    except HydraException as exc:
-        raise UserError(f"cannot parse the command line: {explain(exc)}") from exc
-    for override in parsed:
+    for override in _parse(hydra_overrides):
         group = override.key_or_group
-        if group.startswith("hydra/") and override.package is None and not override.is_delete():
+        if group.startswith("hydra/") and _picks_option(override):
             options = loader.get_group_options(group)
             value = str(override.value())
             if value not in options:
-                raise UserError(f"unknown {group} '{value}'; installed: "
-                                f"{', '.join(options) or 'none'}.{suggest(value, options)}")
+                raise UserError(_unknown_option(group, value, options))
     try:
         cfg = compose(config_name="config", overrides=[*job, *hydra_overrides],
                       return_hydra_config=True)
