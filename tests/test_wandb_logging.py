@@ -104,7 +104,8 @@ def test_wandb_mode_without_wandb_installed_is_a_one_line_error(tmp_path: Path) 
 def test_offline_run_logs_history_config_summary_and_model(tmp_path: Path,
                                                            wandb_records) -> None:
     run = compose_run("total_steps=3000", "seed=3", "logger.mode=offline", "logger.project=proj",
-                      "logger.group=grp", "logger.name=tiny", "logger.tags=[a,b]")
+                      "logger.group=grp", "logger.name=tiny", "logger.tags=[a,b]",
+                      "algo.lr_schedule=constant")  # train/lr is then algo.lr throughout
     result = train(run, tmp_path)
     assert result.status == "completed"
 
@@ -169,6 +170,24 @@ def test_online_init_failure_falls_back_to_offline_and_keeps_local_files(tmp_pat
     wb = wandb_records.read_run(files[0])
     assert wb.summary["return_mean100_final"] == summary["return_mean100_final"]
     assert "episode/return" in wb.keys() and wb.exit_code == 0
+
+
+def test_wandb_that_cannot_start_is_a_warning_and_the_run_keeps_its_own_files(
+        tmp_path: Path) -> None:
+    """W&B starts once the workers run (its import and init overlap with their start-up), so a
+    W&B that cannot start then (here: its directory is taken by a file) must not stop the run."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "wandb").write_text("not a directory")
+    result = python("-m", "rlplug", *TINY, "total_steps=2000", "logger.mode=offline",
+                    f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert output.count("W&B could not start") == 1, output[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["env_steps"] == 2000
+    for name in ("checkpoint.pt", "metrics.jsonl", "learning_curve.png"):
+        assert (run_dir / name).stat().st_size > 0, name
 
 
 def test_every_numeric_train_statistic_of_any_algorithm_is_charted(tmp_path: Path,

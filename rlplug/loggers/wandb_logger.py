@@ -6,11 +6,17 @@ network: the run is written to ``<run dir>/wandb/`` and can be uploaded later wi
 If online initialisation fails (no API key, no network, server down), the run warns once and
 continues offline; rlplug's own files (metrics.jsonl, summary.json, ...) are written either way.
 
+The W&B run starts at the logger's first use (:meth:`WandbLogger.start`, called by the run's first
+tick), not when the logger is built: by then the workers have been launched, so importing wandb and
+``wandb.init`` (about a second) overlap with the workers' own start-up instead of delaying it.
+Whether wandb is installed is checked when the logger is built, before any worker starts.
+
 Every W&B chart uses ``env_step`` (env steps summed over all workers) as its x-axis.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import numbers
@@ -121,30 +127,45 @@ class WandbLogger:
         self.run_dir = Path(run_dir)
         self.sync_dir: Path | None = None
         self._throughput = _Throughput(cfg.train_log_every_s)
+        self._pending: dict[str, Any] | None = None  # wandb.init's arguments until start()
         if cfg.mode == "disabled":
             return
-        try:  # only a run that uses W&B pays for importing it (see the module doc)
-            import wandb
-        except ImportError as exc:
+        if importlib.util.find_spec("wandb") is None:
             raise UserError(f"logger.mode={cfg.mode} needs wandb (an rlplug dependency): "
-                            f"pip install wandb, or run without W&B: logger=none") from exc
-
-        self._wandb = wandb
-        kwargs: dict[str, Any] = dict(
+                            f"pip install wandb, or run without W&B: logger=none")
+        self._init_timeout_s = init_timeout_s()  # a bad setting is an error before any worker
+        self._pending = dict(
             project=cfg.project, entity=cfg.entity, group=cfg.group or group,
             job_type=cfg.job_type, name=cfg.name or name, tags=list(cfg.tags), config=config,
             dir=str(self.run_dir), id=resume_id, resume="allow" if resume_id else None)
+
+    def start(self) -> None:
+        """Start the W&B run if it has not started yet (see the module doc); every other method
+        calls it first."""
+        if self._pending is None:
+            return
+        kwargs, self._pending = self._pending, None
+        # only a run that uses W&B pays for importing it (see the module doc)
+        import wandb
+
+        self._wandb = wandb
         # console="off": the run's stdout is Hydra's business; silent: no banner per run.
-        settings = wandb.Settings(console="off", silent=True, init_timeout=init_timeout_s())
-        if cfg.mode == "online":
-            self.run = self._init_online(kwargs, settings)
-        if self.run is None:
-            self.mode = "offline"
-            self.run = wandb.init(mode="offline", settings=settings, **kwargs)
-        self.sync_dir = Path(self.run.settings.sync_dir)  # what `wandb sync` uploads
-        self.run.define_metric(STEP_METRIC)
-        for prefix in _PREFIXES:
-            self.run.define_metric(prefix, step_metric=STEP_METRIC)
+        settings = wandb.Settings(console="off", silent=True, init_timeout=self._init_timeout_s)
+        try:
+            if self.mode == "online":
+                self.run = self._init_online(kwargs, settings)
+            if self.run is None:
+                self.mode = "offline"
+                self.run = wandb.init(mode="offline", settings=settings, **kwargs)
+            self.sync_dir = Path(self.run.settings.sync_dir)  # what `wandb sync` uploads
+            self.run.define_metric(STEP_METRIC)
+            for prefix in _PREFIXES:
+                self.run.define_metric(prefix, step_metric=STEP_METRIC)
+        except Exception as exc:  # e.g. a full disk: the workers already run, the run goes on
+            log.warning("W&B could not start (%s); continuing without W&B (rlplug's own files "
+                        "are complete)", exc)
+            if self.run is not None:
+                self._abandon()
 
     def _init_online(self, kwargs: dict[str, Any], settings: Any) -> Any:
         """An online run, or None (after one warning) if W&B cannot be reached or has no key."""
@@ -171,6 +192,7 @@ class WandbLogger:
 
     @property
     def run_id(self) -> str | None:
+        self.start()
         return None if self.run is None else self.run.id
 
     def _log(self, data: dict[str, Any]) -> None:
@@ -192,6 +214,7 @@ class WandbLogger:
     def log_row(self, row: dict[str, Any]) -> None:
         """Log one metrics row; train rows also carry the run's throughput ``perf/steps_per_s``
         (at most once per ``logger.train_log_every_s``)."""
+        self.start()
         if self.run is None:
             return
         data = row_to_wandb(row)
@@ -206,6 +229,7 @@ class WandbLogger:
     def log_progress(self, env_step: int) -> None:
         """Called on every monitor tick: logs ``perf/steps_per_s`` when a window has passed, so the
         chart exists even while no train rows arrive."""
+        self.start()
         if self.run is None:
             return
         rate = self._throughput.sample(env_step)
@@ -216,6 +240,7 @@ class WandbLogger:
                video: Path | None, exit_code: int) -> None:
         """Summary, learning-curve image, evaluation video and the checkpoint as a model artifact;
         then close the run."""
+        self.start()
         if self.run is None:
             return
         wandb = self._wandb
