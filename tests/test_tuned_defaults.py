@@ -103,7 +103,8 @@ def test_pendulum_tuned_values() -> None:
     """The headline command's settings, spelled out (the values the README's results are for)."""
     cfg = compose_cfg("env=pendulum")
     assert cfg["env"]["normalize_obs"] is True
-    assert cfg["algo"]["gamma"] == 0.9 and cfg["algo"]["critic_lr_scale"] == 5.0
+    assert cfg["algo"]["gamma"] == 0.95 and cfg["algo"]["critic_lr_scale"] == 5.0
+    assert cfg["algo"]["envs_per_worker"] == 32 and cfg["algo"]["lr_schedule"] == "linear"
     assert cfg["algo"]["reward_scale"] == 0.125 and cfg["algo"]["reward_offset"] == 8.0
     assert cfg["network"]["activation"] == "relu"
     assert cfg["total_steps"] == tuned_file("tuned", "a3c_pendulum")["total_steps"]
@@ -126,7 +127,7 @@ def test_another_network_keeps_the_tuned_algorithm_settings_and_composes() -> No
     """tuned/ sets no network key, so network=lstm (which has no hidden_sizes) still composes;
     the feed-forward layers of tuned_network/a3c_pendulum_ff.yaml are not applied."""
     node = compose_cfg_node("env=pendulum", "network=lstm")
-    assert node.algo.gamma == 0.9 and node.network.name == "lstm"
+    assert node.algo.gamma == 0.95 and node.network.name == "lstm"
     run = to_run_config(node)
     build_algorithm(run, probe_env(run.env))
 
