@@ -25,6 +25,7 @@ from rlplug.run import train
 
 TESTS_DIR = Path(__file__).resolve().parent
 TINY = ["env=cartpole", "executor=thread", "progress=false", "checkpoint.every_steps=0"]
+LSTM_EPISODE = 50  # steps per Pendulum episode of the LSTM run (its own limit is 200)
 PRINTED = re.compile(r"CartPole-v1: return (-?[\d.]+) \+/- ([\d.]+) over (\d+) episodes")
 
 
@@ -61,10 +62,11 @@ def ff_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def lstm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An LSTM run that also records the evaluation video at the end of training (W&B offline).
     Pendulum: its float returns change with any change of action, so a recurrent state leaking
-    from one episode into the next would show."""
+    from one episode into the next would show. Episodes of 50 steps (not 200): every rendered
+    frame costs time, and 50 steps carry a state as well as 200."""
     run_dir = tmp_path_factory.mktemp("lstm")
-    run = compose_run("env=pendulum", "network=lstm", "total_steps=1000", "logger.mode=offline",
-                      "logger.video=true")
+    run = compose_run("env=pendulum", f"env.max_episode_steps={LSTM_EPISODE}", "network=lstm",
+                      "total_steps=1000", "logger.mode=offline", "logger.video=true")
     assert train(run, run_dir).status == "completed"
     return run_dir
 
@@ -105,7 +107,7 @@ def test_evaluate_lstm_checkpoint_file_resets_state_between_episodes(lstm_run: P
     # recurrent state starts over with every episode
     second = evaluate_policy(algo, run.env, 1, seed=6)
     assert second.returns == report["returns"][1:]
-    assert report["lengths"] == [200, 200]
+    assert report["lengths"] == [LSTM_EPISODE, LSTM_EPISODE]  # the saved env config applies
 
 
 def test_training_with_logger_video_writes_and_logs_an_evaluation_video(
@@ -114,7 +116,8 @@ def test_training_with_logger_video_writes_and_logs_an_evaluation_video(
     import wandb_records
 
     video = lstm_run / "eval.mp4"
-    assert video.stat().st_size > 0 and video_frames(video) == 201  # one Pendulum episode
+    # one Pendulum episode: its steps plus the final frame
+    assert video.stat().st_size > 0 and video_frames(video) == LSTM_EPISODE + 1
     (path,) = wandb_records.run_files(lstm_run)
     wb = wandb_records.read_run(path)
     assert wb.column("eval/video/_type") == ["video-file"]
