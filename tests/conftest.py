@@ -27,19 +27,10 @@ class FakeDistribution:
     modules: list[str] = field(default_factory=list)
 
 
-@pytest.fixture
-def make_distribution(tmp_path: Path) -> Iterator[Callable[..., FakeDistribution]]:
-    """``make_distribution(name, version, entry_points, files, root=None)`` writes
-    ``<name>-<version>.dist-info/{METADATA,entry_points.txt}`` and ``files`` (relative path ->
-    source) under ``root``. ``entry_points`` maps group -> {name: "module:attr"}.
-
-    Modules imported from these distributions are removed from ``sys.modules`` afterwards.
-    """
-    made: list[FakeDistribution] = []
-
+def _distribution_maker(base: Path, made: list[FakeDistribution]) -> Callable[..., FakeDistribution]:
     def make(name: str, version: str, entry_points: dict[str, dict[str, str]],
              files: dict[str, str] | None = None, root: Path | None = None) -> FakeDistribution:
-        root = root or tmp_path / f"site-{uuid.uuid4().hex[:8]}"
+        root = root or base / f"site-{uuid.uuid4().hex[:8]}"
         info = root / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir(parents=True)
         (info / "METADATA").write_text(
@@ -59,12 +50,37 @@ def make_distribution(tmp_path: Path) -> Iterator[Callable[..., FakeDistribution
         dist = FakeDistribution(root, name, version, sorted(set(modules)))
         made.append(dist)
         return dist
+    return make
 
-    yield make
+
+def _forget_modules(made: list[FakeDistribution]) -> None:
     for dist in made:
         for module in list(sys.modules):
             if any(module == m or module.startswith(m + ".") for m in dist.modules):
                 del sys.modules[module]
+
+
+@pytest.fixture
+def make_distribution(tmp_path: Path) -> Iterator[Callable[..., FakeDistribution]]:
+    """``make_distribution(name, version, entry_points, files, root=None)`` writes
+    ``<name>-<version>.dist-info/{METADATA,entry_points.txt}`` and ``files`` (relative path ->
+    source) under ``root``. ``entry_points`` maps group -> {name: "module:attr"}.
+
+    Modules imported from these distributions are removed from ``sys.modules`` afterwards.
+    """
+    made: list[FakeDistribution] = []
+    yield _distribution_maker(tmp_path, made)
+    _forget_modules(made)
+
+
+@pytest.fixture(scope="module")
+def make_module_distribution(
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., FakeDistribution]]:
+    """:func:`make_distribution` for module-scoped fixtures: the distributions stay until the
+    module's last test (e.g. one that a module-scoped run was trained with)."""
+    made: list[FakeDistribution] = []
+    yield _distribution_maker(tmp_path_factory.mktemp("dists"), made)
+    _forget_modules(made)
 
 
 @pytest.fixture

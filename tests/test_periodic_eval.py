@@ -158,9 +158,9 @@ class Scripted(Algorithm):
 '''
 
 
-@pytest.fixture
-def scripted(make_distribution):
-    return make_distribution("scripted-algo", "0.1", {
+@pytest.fixture(scope="module")
+def scripted(make_module_distribution):
+    return make_module_distribution("scripted-algo", "0.1", {
         "rlplug.algos": {"scripted": "scripted_algo:Scripted"},
         "rlplug.configs": {"scripted": "scripted_algo:register"}}, {
         "scripted_algo/__init__.py": SCRIPTED_ALGO,
@@ -193,9 +193,11 @@ def evaluate_cli(scripted, *args: str, cwd: Path) -> subprocess.CompletedProcess
     return python("-m", "rlplug.evaluate", *args, pythonpath=(scripted.root,), cwd=cwd)
 
 
-@pytest.fixture
-def scripted_run(scripted, tmp_path: Path) -> tuple[Path, dict]:
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def scripted_run(scripted, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One scripted run (at least 6 s: its steps sleep), which the tests below only read (or
+    resume and evaluate, which leave its checkpoints, metrics and W&B files as they are)."""
+    run_dir = tmp_path_factory.mktemp("scripted") / "run"
     summary = train_scripted(scripted, run_dir, "logger.mode=offline")
     assert summary["status"] == "completed" and summary["env_steps"] == 600
     return run_dir, summary
