@@ -82,19 +82,23 @@ def test_a_run_being_resumed_cannot_be_resumed_or_entered_again(finished_run, tm
     try:
         wait_for_steps_past(first, 300, resuming)
 
-        # a second resume of the same run, into its own directory
-        line = one_line(*finish(start(f"resume={finished_run}", "total_steps=600",
-                                      f"hydra.run.dir={tmp_path / 'second'}", cwd=tmp_path)))
+        # Three attempts at once (each is refused by the resuming run's locks alone, so they
+        # need not wait for one another's start-up): a second resume of the same run, into its
+        # own directory; the same run resumed in place; another run into the directory the
+        # resume is writing.
+        attempts = [start(f"resume={finished_run}", "total_steps=600",
+                          f"hydra.run.dir={tmp_path / 'second'}", cwd=tmp_path),
+                    start(f"resume={finished_run}", "total_steps=600",
+                          f"hydra.run.dir={finished_run}", cwd=tmp_path),
+                    start("total_steps=600", f"hydra.run.dir={first}", cwd=tmp_path)]
+        results = [finish(attempt) for attempt in attempts]
+        second, in_place, into_first = [one_line(*result) for result in results]
         assert f"the run in {finished_run} is in use by another rlplug run (pid {resuming.pid}" \
-            in line
+            in second
         assert not (tmp_path / "second").exists()
-        # the same run resumed in place
-        line = one_line(*finish(start(f"resume={finished_run}", "total_steps=600",
-                                      f"hydra.run.dir={finished_run}", cwd=tmp_path)))
-        assert f"run directory {finished_run} is in use by another rlplug run" in line
-        # another run into the directory the resume is writing
-        line = one_line(*finish(start("total_steps=600", f"hydra.run.dir={first}", cwd=tmp_path)))
-        assert f"run directory {first} is in use by another rlplug run (pid {resuming.pid}" in line
+        assert f"run directory {finished_run} is in use by another rlplug run" in in_place
+        assert f"run directory {first} is in use by another rlplug run (pid {resuming.pid}" \
+            in into_first
     finally:
         resuming.send_signal(signal.SIGINT)
         code, err = finish(resuming)
