@@ -1,7 +1,25 @@
-"""Test-wide settings: W&B stays offline and writes only into a temporary directory."""
+"""Test-wide settings and fixtures shared by the core's tests (tests/) and the plugins' tests
+(plugins/*/tests/).
+
+* W&B stays offline and writes only into a temporary directory.
+* ``compose_run``: configs composed exactly as the CLI composes them.
+* ``ctrl_c``: a real ``python -m rlplug`` stopped with Ctrl-C once it reached a given point.
+"""
+
+from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import tempfile
+import time
+from collections.abc import Callable
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from rlplug.config import RunConfig, to_run_config
+from rlplug.plugins import install_search_path
 
 _WANDB_ROOT = tempfile.mkdtemp(prefix="rlplug-tests-wandb-")
 for _name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
@@ -10,3 +28,41 @@ for _name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DI
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.pop("WANDB_API_KEY", None)
+
+QUIET_OVERRIDES = ("logger.mode=disabled", "progress=false", "checkpoint.every_steps=0")
+HANG_GUARD_S = 300  # only against hangs: a run that needs it has failed
+
+
+@pytest.fixture
+def compose_run() -> Callable[..., RunConfig]:
+    """``compose_run(*overrides)``: the validated config ``python -m rlplug <overrides>`` trains
+    with (quiet: no W&B, no progress bar, no periodic checkpoint)."""
+    def compose_run(*overrides: str) -> RunConfig:
+        install_search_path()
+        with initialize_config_module(config_module="rlplug.conf", version_base="1.3"):
+            return to_run_config(compose("config", overrides=[*QUIET_OVERRIDES, *overrides]))
+    return compose_run
+
+
+def ctrl_c_when(proc: subprocess.Popen, ready: Callable[[], bool], poll_s: float = 0.02) -> str:
+    """Wait until ``ready()`` (failing if ``proc`` ends first or hangs), then send ``proc`` SIGINT
+    (Ctrl-C) and wait for it to end; returns its stderr (``proc`` has text pipes). The process is
+    killed if the test fails on the way."""
+    try:
+        deadline = time.monotonic() + HANG_GUARD_S
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                proc.communicate()[1][-3000:]
+            time.sleep(poll_s)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return stderr
+
+
+@pytest.fixture(scope="session")
+def ctrl_c() -> Callable[..., str]:
+    """``ctrl_c(proc, ready, poll_s=0.02)``: see :func:`ctrl_c_when`."""
+    return ctrl_c_when

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from rlplug.checkpoint import load_checkpoint
 
-HANG_GUARD_S = 300
 # A run nothing in the defaults would reproduce: another env, another network shape, seed, executor.
 FIRST = ["env=pendulum", "network.hidden_sizes=[32]", "seed=5", "executor=thread",
          "executor.workers=1", "logger.mode=disabled", "progress=false",
@@ -26,7 +23,7 @@ FIRST = ["env=pendulum", "network.hidden_sizes=[32]", "seed=5", "executor=thread
 
 
 @pytest.fixture(scope="module")
-def interrupted_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def interrupted_run(tmp_path_factory: pytest.TempPathFactory, ctrl_c) -> Path:
     """A run stopped with Ctrl-C once its first periodic checkpoint is written."""
     cwd = tmp_path_factory.mktemp("resume_config")
     run_dir = cwd / "first"
@@ -34,16 +31,7 @@ def interrupted_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = subprocess.Popen([sys.executable, "-m", "rlplug", *FIRST, f"hydra.run.dir={run_dir}"],
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    try:
-        deadline = time.monotonic() + HANG_GUARD_S
-        while not (run_dir / "checkpoint.pt").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=HANG_GUARD_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    stderr = ctrl_c(proc, (run_dir / "checkpoint.pt").exists)
     assert proc.returncode == 130, stderr[-3000:]
     assert load_checkpoint(run_dir)["env_steps"] < 12000
     return run_dir

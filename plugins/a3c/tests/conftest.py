@@ -1,5 +1,6 @@
-"""Shared fixtures of the A3C plugin's foundation tests: configs composed exactly as the CLI does,
-workers built on the real algorithm, and a guard that no worker outlives its test."""
+"""Shared fixtures of the A3C plugin's foundation tests: workers built on the real algorithm,
+training runs in-process, and a guard that no worker outlives its test. (``compose_run``, the
+config the CLI would compose, comes from the repository's conftest.py.)"""
 
 from __future__ import annotations
 
@@ -9,21 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_module
 
 from rlplug.build import build_algorithm
-from rlplug.config import RunConfig, to_run_config
+from rlplug.config import RunConfig
 from rlplug.contracts import WorkerContext
 from rlplug.counters import SharedCounters
 from rlplug.envs import probe_env
-from rlplug.plugins import install_search_path
 from rlplug.run import RunResult, train
 from rlplug.testing import assert_nothing_left, live_child_processes
 from rlplug_a3c.algorithm import A3C
 from rlplug_a3c.worker import A3CWorker
 
 A3C_TESTS_DIR = Path(__file__).resolve().parent
-QUIET_OVERRIDES = ("logger.mode=disabled", "progress=false", "checkpoint.every_steps=0")
 
 
 @pytest.fixture
@@ -31,17 +29,6 @@ def support_on_path(monkeypatch: pytest.MonkeyPatch) -> Path:
     """Make ``a3c_test_support`` importable here and in spawned workers (they inherit sys.path)."""
     monkeypatch.syspath_prepend(str(A3C_TESTS_DIR))
     return A3C_TESTS_DIR
-
-
-@pytest.fixture
-def compose_run() -> Callable[..., RunConfig]:
-    """``compose_run(*overrides)``: the validated config ``python -m rlplug <overrides>`` trains
-    with (quiet: no W&B, no progress bar, no periodic checkpoint)."""
-    def compose_run(*overrides: str) -> RunConfig:
-        install_search_path()
-        with initialize_config_module(config_module="rlplug.conf", version_base="1.3"):
-            return to_run_config(compose("config", overrides=[*QUIET_OVERRIDES, *overrides]))
-    return compose_run
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -128,7 +127,8 @@ def test_serial_training_is_reproducible_every_worker_acts_and_the_budget_is_exa
     assert summary["status"] == "completed" and summary["env_steps"] == 4003
 
 
-def test_ctrl_c_stops_a_serial_run_between_turns_and_saves_the_outputs(tmp_path: Path) -> None:
+def test_ctrl_c_stops_a_serial_run_between_turns_and_saves_the_outputs(tmp_path: Path,
+                                                                      ctrl_c) -> None:
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     proc = subprocess.Popen(
@@ -136,17 +136,9 @@ def test_ctrl_c_stops_a_serial_run_between_turns_and_saves_the_outputs(tmp_path:
          "total_steps=100000000", "logger.mode=disabled", "progress=false",
          "logger.train_log_every_s=0.2", f"hydra.run.dir={run_dir}"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + HANG_GUARD_S
-        metrics = run_dir / "metrics.jsonl"
-        while not (metrics.exists() and '"kind": "train"' in metrics.read_text()):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=HANG_GUARD_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    metrics = run_dir / "metrics.jsonl"
+    stderr = ctrl_c(proc, lambda: metrics.exists() and '"kind": "train"' in metrics.read_text(),
+                    poll_s=0.1)
     assert proc.returncode == 130, stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted"

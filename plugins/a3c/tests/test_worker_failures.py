@@ -26,6 +26,7 @@ import pytest
 from rlplug.checkpoint import all_finite, load_checkpoint
 from rlplug.counters import SharedCounters
 from rlplug.errors import WorkerFailure
+from rlplug.outputs import read_metrics
 from rlplug.testing import CountingModel, StepWorker, descendant_processes, run_executor
 from rlplug_a3c.configs import ProcessExecutorConfig, ThreadExecutorConfig
 from rlplug_a3c.executors.process import ProcessExecutor
@@ -56,19 +57,9 @@ def finish(proc: subprocess.Popen, seen: dict[psutil.Process, str] | None = None
     return proc.returncode, out, err
 
 
-
-
 def rows(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written right now
-            continue
-    return out
+    """The run's metrics rows so far (read_metrics skips a line being written right now)."""
+    return read_metrics(run_dir / "metrics.jsonl")
 
 
 def max_env_step(run_dir: Path) -> int:

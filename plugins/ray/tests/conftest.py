@@ -1,6 +1,7 @@
 """Fixtures of the Ray executor's tests: a real multi-node Ray cluster on this machine (one per
-test module: starting one takes seconds), configs composed as the CLI composes them, and training
-runs in a background thread so a test can act on the cluster while a run goes on."""
+test module: starting one takes seconds), and training runs in a background thread so a test can
+act on the cluster while a run goes on. (``compose_run``, configs composed as the CLI composes
+them, comes from the repository's conftest.py.)"""
 
 from __future__ import annotations
 
@@ -11,17 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_module
-
-from rlplug.config import RunConfig, to_run_config
-from rlplug.plugins import install_search_path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 RAY_TESTS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(RAY_TESTS_DIR))  # the tests import ray_test_support by name
 CORE_TESTS_DIR = RAY_TESTS_DIR.parents[2] / "tests"
-QUIET = ("logger.mode=disabled", "progress=false", "checkpoint.every_steps=0")
 OBJECT_STORE = 80 * 1024 * 1024  # Ray's minimum is 75 MB; the runs move only small objects
 
 
@@ -48,17 +44,6 @@ def no_driver_left_connected() -> Iterator[None]:
 
     if ray.is_initialized():
         ray.shutdown()
-
-
-@pytest.fixture
-def compose_run() -> Callable[..., RunConfig]:
-    """``compose_run(*overrides)``: the validated config ``python -m rlplug <overrides>`` trains
-    with (quiet: no W&B, no progress bar, no periodic checkpoint)."""
-    def compose_run(*overrides: str) -> RunConfig:
-        install_search_path()
-        with initialize_config_module(config_module="rlplug.conf", version_base="1.3"):
-            return to_run_config(compose("config", overrides=[*QUIET, *overrides]))
-    return compose_run
 
 
 @pytest.fixture

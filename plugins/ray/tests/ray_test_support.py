@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -10,25 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from rlplug.config import RunConfig
+from rlplug.outputs import read_metrics
 from rlplug.run import RunResult, train
 
 
-def read_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """The rows of a run's metrics.jsonl so far (a partly written last line is left out)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
-
-
 def rows_of(run_dir: Path, kind: str) -> list[dict[str, Any]]:
-    return [r for r in read_rows(run_dir) if r.get("kind") == kind]
+    """The run's metrics rows of ``kind`` so far (read_metrics skips a partly written line)."""
+    return [r for r in read_metrics(run_dir / "metrics.jsonl") if r.get("kind") == kind]
 
 
 def wait_for(what: str, condition: Callable[[], Any], timeout: float = 120.0) -> Any:
