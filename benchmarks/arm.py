@@ -21,8 +21,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from collections import deque
@@ -32,27 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import RESULTS, ROOT, episodes, write_results
+from benchmarks.common import RESULTS, episodes, run_command, write_results
 
 TARGETS = {"arm": 0.95, "arm_hard": 0.80}  # success rate of the last 100 episodes
 BUDGETS = {"arm": 500_000, "arm_hard": 3_000_000}  # ... within this many env steps (issue 11)
 WINDOW = 100
 FRESH_EPISODES, FRESH_SEED = 100, 1000
-
-
-def run_experiment(experiment: str, seed: int, run_dir: Path) -> dict[str, Any]:
-    """``python -m rlplug experiment=<experiment> seed=<seed>``; its summary and wall time."""
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    cmd = [sys.executable, "-m", "rlplug", f"experiment={experiment}", f"seed={seed}",
-           "logger.mode=disabled", "progress=false", f"hydra.run.dir={run_dir}"]
-    launched = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    command_s = time.monotonic() - launched
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    return {"summary": summary, "command_s": round(command_s, 1)}
 
 
 def first_success_rate(run_dir: Path, target: float) -> tuple[int, float] | None:
@@ -108,7 +91,8 @@ def measure(experiments: list[str], seeds: list[int], gif: bool) -> list[dict[st
         for seed in seeds:
             with tempfile.TemporaryDirectory(prefix="rlplug-arm-") as tmp:
                 run_dir = Path(tmp) / "run"
-                job = run_experiment(experiment, seed, run_dir)
+                job = run_command([f"experiment={experiment}", f"seed={seed}"], run_dir,
+                                  wandb=False)
                 summary = job["summary"]
                 reached = first_success_rate(run_dir, TARGETS[experiment])
                 drawn = gif and experiment == "arm_hard" and seed == seeds[0]

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,30 @@ def run_job(overrides: list[str], workdir: Path | None = None, timeout: float = 
     summary.update(json.loads((run_dir / "rusage.json").read_text()))
     summary["run_dir"] = str(run_dir)
     return summary
+
+
+def run_command(overrides: list[str], run_dir: Path, *, wandb: bool = True) -> dict[str, Any]:
+    """``python -m rlplug <overrides>`` as a user types it, in a fresh process (imports, W&B
+    start-up and spawning the workers all count). Returns the run's summary, ``command_s`` (the
+    command's wall time) and ``startup_s`` (launch -> the run's clock at 0: every wall time the run
+    records plus ``startup_s`` is a time from the launch). ``wandb=False`` turns W&B off."""
+    env = dict(os.environ)
+    env.pop("HYDRA_FULL_ERROR", None)
+    if not wandb:
+        env["WANDB_MODE"] = "disabled"
+        overrides = [*overrides, "logger.mode=disabled"]
+    cmd = [sys.executable, "-m", "rlplug", *overrides, f"hydra.run.dir={run_dir}",
+           "progress=false"]
+    workdir = Path(run_dir).parent  # anything the run writes beside its directory stays there
+    workdir.mkdir(parents=True, exist_ok=True)
+    launched = time.time()
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    command_s = time.time() - launched
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    return {"summary": summary, "command_s": round(command_s, 2),
+            "startup_s": round(summary["wall_origin_unix"] - launched, 2)}
 
 
 def episodes(run_dir: str | Path) -> list[dict[str, Any]]:

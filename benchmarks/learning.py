@@ -1,33 +1,79 @@
-"""Learning: env steps and wall time for the tuned presets to reach their target mean return
-(last 100 episodes), three seeds each, with the process executor and 2 workers."""
+"""Time to target: the study presets ``experiment=pendulum`` and ``experiment=cartpole`` next to
+Stable-Baselines3's A2C with the rl-zoo hyper-parameters, measured the same way in the same run.
+
+For seeds 0, 1, 2, each job in a fresh process, one after another on the same cores: the env
+steps and the wall time **from the command's launch** (imports, W&B start-up and spawning the
+workers included) until the mean raw return of the last 100 episodes first reaches the target
+(-200 on Pendulum-v1, 475 on CartPole-v1). rlplug runs ``python -m rlplug experiment=<preset>
+seed=<seed>`` as shipped (W&B offline); SB3 runs come from :mod:`benchmarks.sb3_reference` (the
+``bench`` extra; skipped with a note when SB3 is not installed). One table holds both.
+
+``python -m benchmarks learning`` writes benchmarks/results/learning.{md,json} and
+learning_curves.png (rlplug's runs).
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import tempfile
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS, episodes, first_reach, run_job
+from benchmarks import sb3_reference
+from benchmarks.common import RESULTS, episodes, first_reach, run_command
 
-TARGETS = {"pendulum": (-200.0, 500_000), "cartpole": (475.0, 150_000)}
+TARGETS = {"pendulum": -200.0, "cartpole": 475.0}
+WALL_GOALS_S = {"pendulum": 10.0, "cartpole": 5.0}  # median time to target from the launch
 SEEDS = (0, 1, 2)
 
 
-def measure(presets: dict[str, tuple[float, int]] = TARGETS) -> list[dict[str, Any]]:
+def measure_rlplug(presets: list[str], seeds: tuple[int, ...] = SEEDS) -> list[dict[str, Any]]:
+    """``python -m rlplug experiment=<preset> seed=<seed>``; each row keeps the run's episode
+    returns (``curve``, for the plot)."""
     rows = []
-    for preset, (threshold, budget) in presets.items():
-        for seed in SEEDS:
-            summary = run_job([f"experiment={preset}", "executor=process", "executor.workers=2",
-                               f"seed={seed}", f"total_steps={budget}"])
-            reached = first_reach(summary["run_dir"], threshold)
-            rows.append({"preset": preset, "seed": seed, "threshold": threshold,
-                         "budget_steps": budget, "reached_at_steps": reached and reached[0],
-                         "reached_at_wall_s": reached and round(reached[1], 1),
-                         "return_mean100_final": summary["return_mean100_final"],
-                         "return_mean100_best": summary["return_mean100_best"],
-                         "wall_s": summary["wall_s"], "run_dir": summary["run_dir"]})
-            print({k: v for k, v in rows[-1].items() if k != "run_dir"}, flush=True)
+    for preset in presets:
+        for seed in seeds:
+            with tempfile.TemporaryDirectory(prefix="rlplug-learning-") as tmp:
+                run_dir = Path(tmp) / "run"
+                job = run_command([f"experiment={preset}", f"seed={seed}"], run_dir)
+                summary = job["summary"]
+                reached = first_reach(run_dir, TARGETS[preset])
+                row = {"system": "rlplug A3C", "task": preset, "seed": seed,
+                       "command": f"experiment={preset}", "target": TARGETS[preset],
+                       "budget_steps": summary["env_steps"],
+                       "reached_at_steps": reached and reached[0],
+                       "reached_at_s": reached and round(job["startup_s"] + reached[1], 1),
+                       "startup_s": job["startup_s"],
+                       "return_mean100_final": summary["return_mean100_final"],
+                       "steps_per_s": summary["steps_per_s"]}
+                row["curve"] = [[e["env_step"], e["return"]] for e in episodes(run_dir)]
+            rows.append(row)
+            print({k: v for k, v in row.items() if k != "curve"}, flush=True)
+    return rows
+
+
+def measure_sb3(presets: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for r in sb3_reference.measure(presets):
+        rows.append({"system": "SB3 A2C (rl-zoo)", "task": r["preset"], "seed": r["seed"],
+                     "command": "rl-zoo a2c.yml", "target": r["target"],
+                     "budget_steps": r["budget_steps"], "reached_at_steps": r["reached_at_steps"],
+                     "reached_at_s": r["reached_at_wall_s"], "startup_s": None,
+                     "return_mean100_final": r["return_mean100_final"],
+                     "steps_per_s": r["steps_done"] / max(r["wall_s"], 1e-9)})
+    return rows
+
+
+def measure(presets: list[str] | None = None) -> list[dict[str, Any]]:
+    presets = presets or list(TARGETS)
+    rows = measure_rlplug(presets)
+    if importlib.util.find_spec("stable_baselines3") is not None:
+        rows += measure_sb3(presets)
+    else:
+        print("stable-baselines3 is not installed (pip install -e '.[bench]'): no SB3 reference")
     return rows
 
 
@@ -39,18 +85,17 @@ def plot(rows: list[dict[str, Any]], out: Path = RESULTS / "learning_curves.png"
 
     from rlplug.outputs import moving_average
 
-    presets = sorted({r["preset"] for r in rows})
-    fig, axes = plt.subplots(1, len(presets), figsize=(6 * len(presets), 4), dpi=100, squeeze=False)
-    for ax, preset in zip(axes[0], presets, strict=True):
-        for r in (r for r in rows if r["preset"] == preset):
-            eps = episodes(r["run_dir"])
-            steps = np.array([e["env_step"] for e in eps])
-            ax.plot(steps, moving_average(np.array([e["return"] for e in eps])),
-                    label=f"seed {r['seed']}")
-        ax.axhline(r["threshold"], color="k", ls="--", lw=1, label="target")
-        ax.set_title(f"experiment={preset} (process, 2 workers)")
+    curves = [r for r in rows if r.get("curve")]
+    tasks = list(dict.fromkeys(r["task"] for r in curves))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), dpi=100, squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for r in (r for r in curves if r["task"] == task):
+            steps, returns = np.array(r["curve"]).T
+            ax.plot(steps, moving_average(returns), label=f"seed {r['seed']}")
+        ax.axhline(TARGETS[task], color="k", ls="--", lw=1, label="target")
+        ax.set_title(f"experiment={task} (process executor, 2 workers)")
         ax.set_xlabel("env steps")
-        ax.set_ylabel("mean return of last 100 episodes")
+        ax.set_ylabel("mean return of the last 100 episodes")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -59,13 +104,36 @@ def plot(rows: list[dict[str, Any]], out: Path = RESULTS / "learning_curves.png"
     return out
 
 
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def without_curves(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "curve"} for r in rows]
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| preset | seed | target | reached at env steps | wall s | mean100 final | "
-             "mean100 best |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        reached = f"{r['reached_at_steps']:,}" if r["reached_at_steps"] else \
-            f"not within {r['budget_steps']:,}"
-        wall = r["reached_at_wall_s"] if r["reached_at_wall_s"] else "-"
-        lines.append(f"| {r['preset']} | {r['seed']} | {r['threshold']:g} | {reached} | {wall} | "
-                     f"{r['return_mean100_final']:.1f} | {r['return_mean100_best']:.1f} |")
+    lines = ["| task | system | seed | target | reached at env steps | reached at s (from launch) "
+             "| start-up s | mean100 at the end | env steps/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (list(TARGETS).index(r["task"]), r["system"] != "rlplug A3C")):
+        reached = (f"{r['reached_at_steps']:,}" if r["reached_at_steps"]
+                   else f"not within {r['budget_steps']:,}")
+        lines.append(f"| {r['task']} | {r['system']} | {r['seed']} | {r['target']:g} | {reached} "
+                     f"| {_fmt(r['reached_at_s'], '.1f')} | {_fmt(r['startup_s'], '.1f')} | "
+                     f"{_fmt(r['return_mean100_final'], '.1f')} | {r['steps_per_s']:,.0f} |")
+    lines.append("")
+    for task in TARGETS:
+        for system in dict.fromkeys(r["system"] for r in rows):
+            group = [r for r in rows if r["task"] == task and r["system"] == system]
+            if not group:
+                continue
+            done = [r for r in group if r["reached_at_s"] is not None]
+            line = f"- {task}, {system}: target reached in {len(done)}/{len(group)} seeds"
+            if len(done) == len(group):
+                line += (f", median {median(r['reached_at_s'] for r in done):.1f} s from launch "
+                         f"and {median(r['reached_at_steps'] for r in done):,.0f} env steps")
+            if system == "rlplug A3C":
+                line += f" (goal: median <= {WALL_GOALS_S[task]:g} s)"
+            lines.append(line)
     return "\n".join(lines) + "\n"
