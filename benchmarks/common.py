@@ -85,6 +85,11 @@ def first_reach(run_dir: str | Path, threshold: float, window: int = 100) -> tup
     return None
 
 
+def fmt(value: Any, spec: str = ".1f") -> str:
+    """A table cell: ``value`` formatted with ``spec``, or ``-`` when there is none."""
+    return "-" if value is None else format(value, spec)
+
+
 def write_results(name: str, markdown: str, data: Any) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.md").write_text(markdown)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import sb3_reference
-from benchmarks.common import RESULTS, episodes, first_reach, run_command
+from benchmarks.common import RESULTS, episodes, first_reach, fmt, run_command
 
 TARGETS = {"pendulum": -200.0, "cartpole": 475.0}
 WALL_GOALS_S = {"pendulum": 10.0, "cartpole": 5.0}  # median time to target from the launch
@@ -104,9 +104,6 @@ def plot(rows: list[dict[str, Any]], out: Path = RESULTS / "learning_curves.png"
     return out
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
 
 def without_curves(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k != "curve"} for r in rows]
@@ -120,8 +117,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         reached = (f"{r['reached_at_steps']:,}" if r["reached_at_steps"]
                    else f"not within {r['budget_steps']:,}")
         lines.append(f"| {r['task']} | {r['system']} | {r['seed']} | {r['target']:g} | {reached} "
-                     f"| {_fmt(r['reached_at_s'], '.1f')} | {_fmt(r['startup_s'], '.1f')} | "
-                     f"{_fmt(r['return_mean100_final'], '.1f')} | {r['steps_per_s']:,.0f} |")
+                     f"| {fmt(r['reached_at_s'], '.1f')} | {fmt(r['startup_s'], '.1f')} | "
+                     f"{fmt(r['return_mean100_final'], '.1f')} | {r['steps_per_s']:,.0f} |")
     lines.append("")
     for task in TARGETS:
         for system in dict.fromkeys(r["system"] for r in rows):

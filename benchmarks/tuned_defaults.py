@@ -30,7 +30,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from benchmarks.common import ROOT, first_reach, run_command, write_results
+from benchmarks.common import ROOT, first_reach, fmt, run_command, write_results
 
 TARGETS = {"pendulum": -200.0, "cartpole": 475.0, "acrobot": -100.0}
 KEPT_TARGETS = {"pendulum": -170.0}  # the kept policy's evaluation return
@@ -74,9 +74,6 @@ def measure(envs: list[str], seeds: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(value: Any, spec: str = ".1f") -> str:
-    return "-" if value is None else format(value, spec)
-
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| command | seed | mean100 at the end | target | kept policy: eval return "
@@ -85,9 +82,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         reached = f"{r['reached_at_steps']:,}" if r["reached_at_steps"] else "not reached"
         kept = ("-" if r["eval_return_best"] is None else
-                f"{r['eval_return_best']:.1f} ({_fmt(r['kept_fresh_return'])})")
-        lines.append(f"| `{r['command']}` | {r['seed']} | {_fmt(r['return_mean100_final'])} | "
-                     f"{r['target']:g} | {kept} | {reached} | {_fmt(r['reached_at_s'])} | "
+                f"{r['eval_return_best']:.1f} ({fmt(r['kept_fresh_return'])})")
+        lines.append(f"| `{r['command']}` | {r['seed']} | {fmt(r['return_mean100_final'])} | "
+                     f"{r['target']:g} | {kept} | {reached} | {fmt(r['reached_at_s'])} | "
                      f"{r['command_s']:.1f} | {r['steps_per_s']:,.0f} |")
     lines.append("")
     for env in dict.fromkeys(r["env"] for r in rows):
