@@ -23,8 +23,12 @@ $(STAMP): pyproject.toml plugins/a3c/pyproject.toml plugins/arm/pyproject.toml p
 run: $(STAMP)
 	$(BIN)/python -m rlplug algo=a3c env=pendulum executor=process $(ARGS)
 
+# Two pytest-xdist workers (CI has 2 cores; many tests mostly wait on sleeps, paced envs and
+# watchdogs). --dist loadfile: each test file runs in one worker, so a module-scoped fixture
+# (a trained run, an installed copy, a Ray cluster) is built once. Tests marked `alone`
+# (asynchronous learning) run with no other test beside them (conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

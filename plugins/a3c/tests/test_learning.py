@@ -18,6 +18,7 @@ THRESHOLD = 150.0
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_a3c_learns_cartpole_with_two_process_workers(train_run, metrics_rows, tmp_path) -> None:
     result = train_run("experiment=cartpole", "executor=process", "executor.workers=2",
                        "total_steps=80000", "seed=0", run_dir=tmp_path / "run")

@@ -22,6 +22,7 @@ RANDOM_RETURN = 22.0
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_default_command_with_tuned_defaults_learns_cartpole(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}

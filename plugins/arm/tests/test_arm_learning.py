@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from rlplug_arm.env import ArmEnv
 
@@ -36,6 +37,7 @@ def random_policy_return(episodes: int = 20) -> float:
     return float(np.mean(returns))
 
 
+@pytest.mark.alone
 def test_a3c_beats_a_random_policy_on_the_easy_arm(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = subprocess.run(

@@ -128,6 +128,7 @@ def test_workers_that_cannot_fit_the_cluster_are_a_one_line_error_before_any_sta
     assert not ray.is_initialized()  # the driver disconnected again
 
 
+@pytest.mark.alone
 def test_a3c_learns_cartpole_with_its_two_workers_on_different_nodes(cluster, compose_run,
                                                                      tmp_path):
     total = 40_000
