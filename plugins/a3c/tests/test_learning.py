@@ -1,10 +1,10 @@
-"""A3C learns: CartPole-v1 with the tuned preset, the process executor and 2 workers.
+"""A3C learns: CartPole-v1 with the study preset, the process executor and 2 workers.
 
-Measured with `python -m rlplug experiment=cartpole executor=process executor.workers=2` (seeds
-0, 1, 2; random play: ~22), the mean return of the last 100 episodes was 218-369, 431-485 and
-277-403 at 60k env steps (two runs each: asynchrony makes runs differ) and 350, 497, 377 at 80k.
-The default hyper-parameters (lr 7e-4, n_steps 5) reach 208, 388, 375 at 60k and 463, 499, 475 at
-100k. 80k steps with the preset and a threshold of 150 leave a wide margin.
+The preset's learning rate decays linearly to 0 at its own budget (200k env steps); this test
+trains 80k, so it keeps the rate constant (``algo.lr_schedule=constant``): with the decay squeezed
+into 80k steps the mean of the last 100 episodes was 51-92 in most runs. Measured with the
+constant rate (seeds 0, 1, 2; random play: ~22): 182, 334 and 176 at 80k env steps. A threshold
+of 100 (4.5x random) leaves a margin for asynchrony (runs with the same seed differ).
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ import pytest
 from rlplug import messages
 
 RANDOM_RETURN = 22.0
-THRESHOLD = 150.0
+THRESHOLD = 100.0
 
 
 @pytest.mark.slow
 @pytest.mark.alone
 def test_a3c_learns_cartpole_with_two_process_workers(train_run, metrics_rows, tmp_path) -> None:
     result = train_run("experiment=cartpole", "executor=process", "executor.workers=2",
-                       "total_steps=80000", "seed=0", run_dir=tmp_path / "run")
+                       "total_steps=80000", "algo.lr_schedule=constant", "seed=0",
+                       run_dir=tmp_path / "run")
     assert result.status == "completed"
     assert result.summary["env_steps"] == 80000
     returns = [r["return"] for r in metrics_rows(tmp_path / "run") if r["kind"] == messages.EPISODE]
