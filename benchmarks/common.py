@@ -34,11 +34,14 @@ def run_job(overrides: list[str], workdir: Path | None = None, timeout: float = 
     return summary
 
 
-def run_command(overrides: list[str], run_dir: Path, *, wandb: bool = True) -> dict[str, Any]:
+def run_command(overrides: list[str], run_dir: Path, *, wandb: bool = True,
+                target: float | None = None) -> dict[str, Any]:
     """``python -m rlplug <overrides>`` as a user types it, in a fresh process (imports, W&B
     start-up and spawning the workers all count). Returns the run's summary, ``command_s`` (the
     command's wall time) and ``startup_s`` (launch -> the run's clock at 0: every wall time the run
-    records plus ``startup_s`` is a time from the launch). ``wandb=False`` turns W&B off."""
+    records plus ``startup_s`` is a time from the launch). With a ``target`` return, also
+    ``reached_at_steps`` and ``reached_at_s`` (from the launch): when the mean of the last 100
+    episodes first reached it (None if it never did). ``wandb=False`` turns W&B off."""
     env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)
     if not wandb:
@@ -54,8 +57,13 @@ def run_command(overrides: list[str], run_dir: Path, *, wandb: bool = True) -> d
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    return {"summary": summary, "command_s": round(command_s, 2),
-            "startup_s": round(summary["wall_origin_unix"] - launched, 2)}
+    startup_s = round(summary["wall_origin_unix"] - launched, 2)
+    job = {"summary": summary, "command_s": round(command_s, 2), "startup_s": startup_s}
+    if target is not None:
+        reached = first_reach(run_dir, target)
+        job["reached_at_steps"] = reached and reached[0]
+        job["reached_at_s"] = reached and round(startup_s + reached[1], 2)
+    return job
 
 
 def episodes(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import sb3_reference
-from benchmarks.common import RESULTS, episodes, first_reach, fmt, run_command
+from benchmarks.common import RESULTS, episodes, fmt, run_command
 
 TARGETS = {"pendulum": -200.0, "cartpole": 475.0}
 WALL_GOALS_S = {"pendulum": 10.0, "cartpole": 5.0}  # median time to target from the launch
@@ -38,15 +38,14 @@ def measure_rlplug(presets: list[str], seeds: tuple[int, ...] = SEEDS) -> list[d
         for seed in seeds:
             with tempfile.TemporaryDirectory(prefix="rlplug-learning-") as tmp:
                 run_dir = Path(tmp) / "run"
-                job = run_command([f"experiment={preset}", f"seed={seed}"], run_dir)
+                job = run_command([f"experiment={preset}", f"seed={seed}"], run_dir,
+                                  target=TARGETS[preset])
                 summary = job["summary"]
-                reached = first_reach(run_dir, TARGETS[preset])
                 row = {"system": "rlplug A3C", "task": preset, "seed": seed,
                        "command": f"experiment={preset}", "target": TARGETS[preset],
                        "budget_steps": summary["env_steps"],
-                       "reached_at_steps": reached and reached[0],
-                       "reached_at_s": reached and round(job["startup_s"] + reached[1], 1),
-                       "startup_s": job["startup_s"],
+                       "reached_at_steps": job["reached_at_steps"],
+                       "reached_at_s": job["reached_at_s"], "startup_s": job["startup_s"],
                        "return_mean100_final": summary["return_mean100_final"],
                        "steps_per_s": summary["steps_per_s"]}
                 row["curve"] = [[e["env_step"], e["return"]] for e in episodes(run_dir)]

@@ -30,7 +30,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from benchmarks.common import ROOT, first_reach, fmt, run_command, write_results
+from benchmarks.common import ROOT, fmt, run_command, write_results
 
 TARGETS = {"pendulum": -200.0, "cartpole": 475.0, "acrobot": -100.0}
 KEPT_TARGETS = {"pendulum": -170.0}  # the kept policy's evaluation return
@@ -55,9 +55,8 @@ def measure(envs: list[str], seeds: list[int]) -> list[dict[str, Any]]:
             overrides = ["algo=a3c", f"env={env}", "executor=process", f"seed={seed}"]
             with tempfile.TemporaryDirectory(prefix="rlplug-tuned-") as tmp:
                 run_dir = Path(tmp) / "run"
-                job = run_command(overrides, run_dir)
+                job = run_command(overrides, run_dir, target=TARGETS[env])
                 summary = job["summary"]
-                reached = first_reach(run_dir, TARGETS[env])
                 best = summary.get("eval_return_best")
                 row = {"env": env, "seed": seed, "command": " ".join(overrides[:3]),
                        "target": TARGETS[env], "total_steps": summary["env_steps"],
@@ -65,8 +64,8 @@ def measure(envs: list[str], seeds: list[int]) -> list[dict[str, Any]]:
                        "eval_return_best": best,
                        "eval_return_final": summary.get("eval_return_final"),
                        "kept_fresh_return": fresh_evaluation(run_dir) if best is not None else None,
-                       "reached_at_steps": reached and reached[0],
-                       "reached_at_s": reached and round(job["startup_s"] + reached[1], 2),
+                       "reached_at_steps": job["reached_at_steps"],
+                       "reached_at_s": job["reached_at_s"],
                        "startup_s": job["startup_s"], "command_s": job["command_s"],
                        "steps_per_s": summary["steps_per_s"]}
             rows.append(row)
