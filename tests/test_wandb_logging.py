@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -146,6 +147,22 @@ def test_offline_run_logs_history_config_summary_and_model(tmp_path: Path,
     assert wb.artifacts == [("model", f"model-{wb.run_id}")]
 
 
+def run_warned_and_kept_its_files(run_dir: Path, mode: str, warning: str,
+                                  env: dict[str, str] | None = None) -> dict[str, Any]:
+    """A 2000-step ``python -m rlplug`` run in ``run_dir`` with W&B trouble: it exits 0 after
+    exactly one ``warning``, completed, with its checkpoint, metrics and curve. Its summary."""
+    result = python("-m", "rlplug", *TINY, "total_steps=2000", mode,
+                    f"hydra.run.dir={run_dir}", env=env, cwd=run_dir.parent)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert output.count(warning) == 1, output[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["env_steps"] == 2000
+    for name in ("checkpoint.pt", "metrics.jsonl", "learning_curve.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    return summary
+
+
 def test_online_init_failure_falls_back_to_offline_and_keeps_local_files(tmp_path: Path,
                                                                          wandb_records) -> None:
     env = dict(os.environ)
@@ -155,16 +172,8 @@ def test_online_init_failure_falls_back_to_offline_and_keeps_local_files(tmp_pat
     env.update(WANDB_BASE_URL="http://127.0.0.1:9", NETRC=str(tmp_path / "no-netrc"),
                RLPLUG_WANDB_INIT_TIMEOUT="5")
     run_dir = tmp_path / "run"
-    result = python("-m", "rlplug", *TINY, "total_steps=2000", "logger.mode=online",
-                    f"hydra.run.dir={run_dir}", env=env, cwd=tmp_path)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    assert output.count("W&B online init failed") == 1, output[-3000:]
-
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["env_steps"] == 2000
-    for name in ("checkpoint.pt", "metrics.jsonl", "learning_curve.png"):
-        assert (run_dir / name).stat().st_size > 0, name
+    summary = run_warned_and_kept_its_files(run_dir, "logger.mode=online",
+                                            "W&B online init failed", env=env)
     files = wandb_records.run_files(run_dir)
     assert len(files) == 1 and files[0].parent.name.startswith("offline-run-")
     wb = wandb_records.read_run(files[0])
@@ -179,15 +188,7 @@ def test_wandb_that_cannot_start_is_a_warning_and_the_run_keeps_its_own_files(
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "wandb").write_text("not a directory")
-    result = python("-m", "rlplug", *TINY, "total_steps=2000", "logger.mode=offline",
-                    f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    assert output.count("W&B could not start") == 1, output[-3000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["env_steps"] == 2000
-    for name in ("checkpoint.pt", "metrics.jsonl", "learning_curve.png"):
-        assert (run_dir / name).stat().st_size > 0, name
+    run_warned_and_kept_its_files(run_dir, "logger.mode=offline", "W&B could not start")
 
 
 def test_every_numeric_train_statistic_of_any_algorithm_is_charted(tmp_path: Path,
