@@ -62,6 +62,14 @@ class ReturnStats:
         return self.best if self.best is not None else self.mean
 
 
+class _Bar(tqdm):
+    """tqdm without its monitor thread (it only adjusts the redraw rate of a bar that is updated
+    rarely; ours is updated every tick): the main process then runs no other Python thread when
+    the workers start, so they can be forked (rlplug.worker_processes.resolve_start_method)."""
+
+    monitor_interval = 0
+
+
 class Monitor:
     """Receives every worker message (``on_message``) and a periodic tick (``on_tick``)."""
 
@@ -79,7 +87,7 @@ class Monitor:
         self.steps_per_s = 0.0
         self.eval_return: float | None = None  # the latest evaluation's (rlplug.periodic_eval)
         on_terminal = _is_terminal(sys.stderr)
-        self.bar = tqdm(total=total_steps, initial=counters.env_steps, unit="step",
+        self.bar = _Bar(total=total_steps, initial=counters.env_steps, unit="step",
                         disable=not (show_progress and on_terminal), dynamic_ncols=True,
                         smoothing=0.1, desc="rlplug")
         # Without a terminal (a pipe, a CI log, a batch job) a bar would be redrawn with a

@@ -38,6 +38,7 @@ from rlplug.contracts import Executor, Network, SharedModel, State, WorkerContex
 from rlplug.counters import SharedCounters
 from rlplug.errors import WorkerFailure
 from rlplug.testing_algorithm import check_algorithm as check_algorithm  # re-exported
+from rlplug.worker_processes import WORKER_NAME_PREFIX
 
 HELLO = "contract_hello"
 """Message kind the trivial worker sends once at start, with its rank and seed."""
@@ -179,15 +180,24 @@ def check_network(cls: type[Network], cfg: Any, *, obs_shape: tuple[int, ...] = 
 
 # -- processes and threads ---------------------------------------------------------------------
 def descendant_processes(pid: int) -> dict[Any, str]:
-    """The descendants of process ``pid`` (``psutil.Process`` objects) with their command lines;
-    empty if ``pid`` is gone."""
+    """The descendants of process ``pid`` (``psutil.Process`` objects) with their descriptions,
+    ``[name] command line``; empty if ``pid`` is gone."""
     found = {}
     try:
         for child in psutil.Process(pid).children(recursive=True):
-            found[child] = " ".join(child.cmdline())
+            try:
+                found[child] = f"[{child.name()}] {' '.join(child.cmdline())}"
+            except psutil.NoSuchProcess:  # ended while we looked
+                continue
     except psutil.NoSuchProcess:
         pass
     return found
+
+
+def is_worker_process(description: str) -> bool:
+    """Whether a :func:`descendant_processes` description is an rlplug worker process (named by
+    :class:`rlplug.worker_processes.ChildSetup`, whatever its start method)."""
+    return description.startswith(f"[{WORKER_NAME_PREFIX}")
 
 
 def live_child_processes() -> list[str]:

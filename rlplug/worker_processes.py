@@ -15,6 +15,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing import resource_tracker
@@ -104,25 +105,36 @@ def _stop_signals_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+WORKER_NAME_PREFIX = "rlplug-w"  # worker processes are named rlplug-w0, rlplug-w1, ... (ps, top)
+
+
 class ChildSetup:
-    """The first argument of :func:`child_main`: unpickling it in the child (before anything heavy
-    is imported) makes the child die with its parent and ignore SIGINT/SIGTERM.
+    """The first argument of :func:`child_main`: it makes the child die with its parent, ignore
+    SIGINT/SIGTERM and carry the name ``name`` (shown by ``ps``/``top``; at most 15 characters on
+    Linux). A spawned child unpickles it before anything heavy is imported, which is when it takes
+    effect; a forked child (nothing to unpickle, nothing to import) has it take effect as
+    :func:`child_main` begins.
 
     ``parent_pid`` is the process the child must not outlive; None: the child's parent at start
     (e.g. a forkserver, which itself exits with the main process).
     """
 
-    def __init__(self, parent_pid: int | None) -> None:
+    def __init__(self, parent_pid: int | None, name: str | None = None, *,
+                 applied: bool = False) -> None:
         self.parent_pid = parent_pid
+        self.name = name
+        self.applied = applied
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _setup_child, (self.parent_pid, os.getpid())
+        return _setup_child, (self.parent_pid, os.getpid(), self.name)
 
 
-def _setup_child(parent_pid: int | None, creator_pid: int) -> ChildSetup:
-    """Runs in the child while its arguments are unpickled (see :class:`ChildSetup`)."""
+def _setup_child(parent_pid: int | None, creator_pid: int | None,
+                 name: str | None = None) -> ChildSetup:
+    """Runs in the child while its arguments are unpickled, or first thing in a forked child
+    (``creator_pid`` None): see :class:`ChildSetup`."""
     if os.getpid() == creator_pid:  # a copy made in the creating process: no side effects
-        return ChildSetup(parent_pid)
+        return ChildSetup(parent_pid, name)
     # The main process decides how the run stops: Ctrl-C reaches the whole process group and
     # SIGTERM may too (a batch scheduler, `docker stop`); the main process then stops the workers
     # through their stop flag and kills those that do not stop in time. Setting SIG_IGN discards a
@@ -134,7 +146,22 @@ def _setup_child(parent_pid: int | None, creator_pid: int) -> ChildSetup:
     die_with_parent()
     if os.getppid() != expected:  # the parent died before the line above took effect
         os._exit(1)
-    return ChildSetup(expected)
+    if name:
+        _name_this_process(name)
+    return ChildSetup(expected, name, applied=True)
+
+
+def _name_this_process(name: str) -> None:
+    """Set the name ``ps``/``top`` show for this process (Linux ``PR_SET_NAME``; elsewhere a
+    no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_NAME = 15
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def die_with_parent() -> None:
@@ -152,6 +179,29 @@ def die_with_parent() -> None:
 
 
 def child_main(setup: ChildSetup, main: Callable[..., None], *args: Any) -> None:
-    """A worker process's entry point: ``main(*args, parent_pid=...)`` once ``setup`` (unpickled
-    first) has taken effect; ``parent_pid`` is the process whose death should stop the worker."""
+    """A worker process's entry point: ``main(*args, parent_pid=...)`` once ``setup`` has taken
+    effect; ``parent_pid`` is the process whose death should stop the worker."""
+    if not setup.applied:  # forked: nothing was unpickled
+        setup = _setup_child(setup.parent_pid, None, setup.name)
     main(*args, parent_pid=setup.parent_pid)
+
+
+START_METHODS = ("auto", "fork", "spawn", "forkserver")
+
+
+def resolve_start_method(requested: str) -> str:
+    """The multiprocessing start method to start a worker process with now.
+
+    ``auto``: ``fork`` on Linux while no Python thread but the main one runs -- the worker starts
+    in milliseconds with every module already imported, instead of spending one to two CPU-seconds
+    importing torch again -- and ``spawn`` otherwise: forking copies locks that other threads may
+    hold at that instant (W&B's, a joblib launcher's), which can hang the child. So the first
+    workers fork, and a restart later in the run, with W&B's threads running, spawns. Native
+    threads of OpenBLAS (fork-aware) and torch's OpenMP pool are not counted: a forked worker sets
+    one torch thread before any torch op (as torch's DataLoader workers do), so it never enters
+    OpenMP. Any other value is used as given."""
+    if requested != "auto":
+        return requested
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"

@@ -24,7 +24,7 @@ import pytest
 
 from rlplug.checkpoint import load_checkpoint
 from rlplug.outputs import read_metrics
-from rlplug.testing import descendant_processes
+from rlplug.testing import descendant_processes, is_worker_process
 
 TESTS_DIR = Path(__file__).resolve().parent
 HANG_GUARD_S = 180  # only against hangs; nothing here asserts on timing
@@ -52,7 +52,7 @@ def run_until_training(proc: subprocess.Popen, run_dir: Path, workers: int
     deadline = time.monotonic() + HANG_GUARD_S
     while True:
         processes = descendant_processes(proc.pid)
-        spawned = [cmd for cmd in processes.values() if "spawn_main" in cmd]
+        spawned = [cmd for cmd in processes.values() if is_worker_process(cmd)]
         if env_steps_seen(run_dir) > 0 and len(spawned) >= workers:
             return processes
         if proc.poll() is not None or time.monotonic() > deadline:

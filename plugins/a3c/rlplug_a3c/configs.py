@@ -5,11 +5,13 @@ key and type; ``__post_init__`` checks ranges (run by the core before any worker
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
 from rlplug.config import require, require_finite
+from rlplug.worker_processes import START_METHODS
 from rlplug.workerpool import WorkerPoolConfig
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
@@ -34,6 +36,7 @@ class A3CConfig:
     envs_per_worker: int = 16  # B: envs each worker steps together (one batched forward per step)
     gae_lambda: float | None = None  # None: n-step returns; a number in [0, 1]: GAE(lambda)
     entropy_coef: float = 0.01
+    entropy_schedule: str = "constant"  # constant | linear (decays to 0 at total_steps, like lr)
     value_coef: float = 0.5
     max_grad_norm: float | None = 40.0  # None: no clipping
     optimizer: str = "adam"  # adam | rmsprop (statistics shared by all workers)
@@ -64,6 +67,8 @@ class A3CConfig:
         if self.gae_lambda is not None:
             require(0 <= self.gae_lambda <= 1, "algo.gae_lambda", "must be in [0, 1] or null",
                     self.gae_lambda, "algo.gae_lambda=0.95")
+        require(self.entropy_schedule in ("constant", "linear"), "algo.entropy_schedule",
+                "must be constant or linear", self.entropy_schedule, "algo.entropy_schedule=constant")
         require(self.entropy_coef >= 0, "algo.entropy_coef", "must be >= 0", self.entropy_coef,
                 "algo.entropy_coef=0.01")
         require(self.value_coef > 0, "algo.value_coef", "must be > 0", self.value_coef,
@@ -135,12 +140,19 @@ class ThreadExecutorConfig(WorkerPoolConfig):
 @dataclass
 class ProcessExecutorConfig(WorkerPoolConfig):
     name: str = "process"
-    start_method: str = "spawn"  # spawn is safe under Hydra's joblib launcher; forkserver also works
+    # auto: fork while the main process runs one Python thread (workers start in milliseconds),
+    # else spawn; or fork, spawn, forkserver
+    start_method: str = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.start_method in ("spawn", "forkserver"), "executor.start_method",
-                "must be spawn or forkserver", self.start_method, "executor.start_method=spawn")
+        require(self.start_method in START_METHODS, "executor.start_method",
+                f"must be one of {', '.join(START_METHODS)}", self.start_method,
+                "executor.start_method=auto")
+        if self.start_method != "auto":
+            require(self.start_method in multiprocessing.get_all_start_methods(),
+                    "executor.start_method", "is not available on this platform",
+                    self.start_method, "executor.start_method=auto")
 
 
 @dataclass

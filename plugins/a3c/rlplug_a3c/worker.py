@@ -202,14 +202,22 @@ class A3CWorker:
         log_probs, entropy = self.head.log_prob_entropy(policy[:T], segment.actions)
         return a3c_loss(log_probs, entropy, values, segment.rewards, segment.dones,
                         gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, value_coef=cfg.value_coef,
-                        entropy_coef=cfg.entropy_coef,
+                        entropy_coef=self.entropy_coef(),
                         normalize_advantages=cfg.normalize_advantages, valid=segment.valid)
 
     def learning_rate(self) -> float:
-        if self.cfg.lr_schedule == "linear":
+        return self._scheduled(self.cfg.lr, self.cfg.lr_schedule)
+
+    def entropy_coef(self) -> float:
+        return self._scheduled(self.cfg.entropy_coef, self.cfg.entropy_schedule)
+
+    def _scheduled(self, value: float, schedule: str) -> float:
+        """``value`` as ``schedule`` sets it now: constant, or decaying linearly from ``value`` at
+        the first env step to 0 at ``total_steps``."""
+        if schedule == "linear":
             done = self.ctx.counters.env_steps / max(1, self.ctx.total_steps)
-            return self.cfg.lr * max(0.0, 1.0 - done)
-        return self.cfg.lr
+            return value * max(0.0, 1.0 - done)
+        return value
 
     def update(self, segment: Segment, env_step: int) -> dict[str, float]:
         """Compute the gradient locally, push it to the global network through the shared

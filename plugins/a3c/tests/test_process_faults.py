@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 from rlplug.outputs import read_metrics
-from rlplug.testing import descendant_processes
+from rlplug.testing import descendant_processes, is_worker_process
 
 HERE = Path(__file__).resolve().parent
 HANG_GUARD_S = 240  # only against hangs: a run that needs it has failed
@@ -59,10 +59,10 @@ class Watcher:
         self.seen.update(descendant_processes(self.proc.pid))
 
     def workers(self) -> list[psutil.Process]:
-        """The run's live worker processes (spawned children, not the resource tracker)."""
+        """The run's live worker processes (not multiprocessing's resource tracker)."""
         out = []
         for process, cmd in descendant_processes(self.proc.pid).items():
-            if "spawn_main" in cmd and "resource_tracker" not in cmd:
+            if is_worker_process(cmd):
                 out.append(process)
         return out
 
@@ -267,8 +267,8 @@ def test_ctrl_c_while_workers_start_ends_the_run_interrupted(delay_s, tmp_path):
     assert summary(run_dir)["status"] == "interrupted"
     assert not rows(run_dir, "worker_restart")
     assert "KeyboardInterrupt" not in err
-    spawned = [cmd for cmd in run.seen.values() if "spawn_main" in cmd]
-    assert len(spawned) <= workers  # no replacement was launched
+    started = [cmd for cmd in run.seen.values() if is_worker_process(cmd)]
+    assert len(started) <= workers  # no replacement was launched
     assert not run.leftovers()
 
 
@@ -301,7 +301,7 @@ def test_too_many_process_workers_for_the_memory_are_refused_before_starting(tmp
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rlplug: error: executor.workers=1000 process "
                                                    "workers need about"), err
-    assert not any("spawn_main" in cmd for cmd in run.seen.values())
+    assert not any(is_worker_process(cmd) for cmd in run.seen.values())
 
 
 # -- a small budget -------------------------------------------------------------------------------

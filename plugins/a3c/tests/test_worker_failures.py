@@ -27,7 +27,13 @@ from rlplug.checkpoint import all_finite, load_checkpoint
 from rlplug.counters import SharedCounters
 from rlplug.errors import WorkerFailure
 from rlplug.outputs import read_metrics
-from rlplug.testing import CountingModel, StepWorker, descendant_processes, run_executor
+from rlplug.testing import (
+    CountingModel,
+    StepWorker,
+    descendant_processes,
+    is_worker_process,
+    run_executor,
+)
 from rlplug_a3c.configs import ProcessExecutorConfig, ThreadExecutorConfig
 from rlplug_a3c.executors.process import ProcessExecutor
 from rlplug_a3c.executors.thread import ThreadExecutor
@@ -37,10 +43,10 @@ FAULTY_ENV = "env.id=a3c_test_support:FaultyCartPole-v0"  # raises after 300 ste
 HANG_GUARD_S = 180  # only against hangs; nothing here asserts on timing
 
 
-def start_run(run_dir: Path, *overrides: str) -> subprocess.Popen:
+def start_run(run_dir: Path, *overrides: str, wandb: str = "disabled") -> subprocess.Popen:
     env = dict(os.environ,
                PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "rlplug", f"hydra.run.dir={run_dir}", "logger.mode=disabled",
+    cmd = [sys.executable, "-m", "rlplug", f"hydra.run.dir={run_dir}", f"logger.mode={wandb}",
            "progress=false", "logger.train_log_every_s=0.2", *overrides]
     return subprocess.Popen(cmd, cwd=run_dir.parent, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -78,16 +84,11 @@ def wait_until(condition, proc: subprocess.Popen, what: str) -> None:
 
 
 def worker_processes(proc: subprocess.Popen | None = None) -> list[psutil.Process]:
-    """Worker processes (spawned children, not multiprocessing's resource tracker) of the run, or
-    of this process."""
-    out = []
-    for child in psutil.Process(proc.pid if proc else None).children():
-        try:
-            if "spawn_main" in " ".join(child.cmdline()):
-                out.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return out
+    """Worker processes (not multiprocessing's resource tracker) of the run, or of this
+    process."""
+    return [child for child, description in
+            descendant_processes(proc.pid if proc else os.getpid()).items()
+            if is_worker_process(description)]
 
 
 def summary(run_dir: Path) -> dict[str, Any]:
@@ -128,9 +129,37 @@ def test_killed_worker_process_is_replaced_and_training_reaches_total_steps(tmp_
     assert max(r["env_step"] for r in later) == total
     # the replacement worker (same rank, new process) trained too
     assert any(r["worker"] == restart["worker"] for r in later)
-    assert len([cmd for cmd in seen.values() if "spawn_main" in cmd]) == 3
+    assert len([cmd for cmd in seen.values() if is_worker_process(cmd)]) == 3
     assert "restarting it from the current global parameters" in out + err
     print(f"worker kill noticed (restart row written) after {noticed_s:.2f} s")
+
+
+def test_workers_fork_at_the_start_and_a_replacement_beside_wandb_threads_is_spawned(tmp_path):
+    """executor.start_method=auto: the first workers fork (no other Python thread yet); once W&B
+    runs its threads in the main process, forking could copy a lock one of them holds, so the
+    replacement of a killed worker is spawned -- and trains."""
+    run_dir = tmp_path / "run"
+    proc = start_run(run_dir, "env.id=a3c_failure_helpers:Paced-v0", "+env.kwargs.step_s=0.0005",
+                     "executor=process", "executor.workers=2", "total_steps=30000",
+                     wandb="offline")
+    # W&B starts at the run's first tick, after the workers: wait until its offline run exists.
+    wait_until(lambda: len(worker_processes(proc)) == 2
+               and any(run_dir.glob("wandb/offline-run-*/run-*.wandb")), proc, "W&B's start")
+    time.sleep(1.0)  # wandb.init has returned: its threads run
+    first = descendant_processes(proc.pid)
+    forked = [p for p, cmd in first.items() if is_worker_process(cmd)]
+    assert len(forked) == 2 and not any("spawn_main" in first[p] for p in forked), first
+    seen = dict(first)
+    forked[0].send_signal(signal.SIGKILL)
+    code, out, err = finish(proc, seen)
+
+    assert code == 0, err[-3000:]
+    assert summary(run_dir)["status"] == "completed"
+    replacements = [cmd for p, cmd in seen.items() if is_worker_process(cmd) and p not in forked]
+    assert len(replacements) == 1 and "spawn_main" in replacements[0], replacements
+    restart = next(r for r in rows(run_dir) if r["kind"] == "worker_restart")
+    later = [r for r in rows(run_dir) if r["kind"] == "train" and r["env_step"] > restart["env_step"]]
+    assert any(r["worker"] == restart["worker"] for r in later)
 
 
 def test_run_fails_once_max_restarts_are_used_up(tmp_path):

@@ -14,6 +14,7 @@ before anything starts).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -28,14 +29,18 @@ import torch.multiprocessing as mp
 
 from rlplug.contracts import WorkerContext
 from rlplug.worker_processes import (
+    WORKER_NAME_PREFIX,
     ChildSetup,
     check_workers_fit,
     child_main,
+    resolve_start_method,
     start_process,
     warn_if_tight,
 )
 from rlplug.workerpool import ContextFactory, WorkerPool, run_target
 from rlplug_a3c.configs import ProcessExecutorConfig
+
+log = logging.getLogger(__name__)
 
 
 def _process_main(target: Callable[[WorkerContext], None], ctx: WorkerContext, *,
@@ -49,7 +54,8 @@ def _process_main(target: Callable[[WorkerContext], None], ctx: WorkerContext, *
         return shared_stop() or os.getppid() != parent_pid
 
     ctx.stop_requested = stop_requested
-    # One intra-op thread per worker: more would oversubscribe the cores (pitfall 3).
+    # One intra-op thread per worker: more would oversubscribe the cores (pitfall 3), and a forked
+    # worker must never enter the OpenMP pool of its parent (it did not survive the fork).
     torch.set_num_threads(1)
     code = 0
     try:
@@ -71,15 +77,16 @@ class _Worker:
 
 
 class ProcessExecutor(WorkerPool):
-    """Scales across cores. Uses the ``spawn`` start method by default: safe inside Hydra's
-    joblib launcher and with threads already running in the parent."""
+    """Scales across cores. The ``auto`` start method forks a worker while the main process runs
+    no other Python thread (the first start, before W&B's threads exist) and spawns it otherwise
+    (inside Hydra's joblib launcher, a restart while W&B runs): see
+    :func:`rlplug.worker_processes.resolve_start_method`."""
 
     start_barrier = True  # a worker booting late (seconds) still gets its share of a small budget
 
     def __init__(self, cfg: ProcessExecutorConfig):
         super().__init__(cfg)
         check_workers_fit(cfg.workers)  # before anything starts: the CLI's preflight builds this
-        self._mp = mp.get_context(cfg.start_method)
         self._readers: dict[Connection, _Worker] = {}
 
     def run(self, target: Callable[[WorkerContext], None], **kwargs: Any) -> None:
@@ -87,11 +94,15 @@ class ProcessExecutor(WorkerPool):
         super().run(target, **kwargs)
 
     def _start(self, target: Callable[[WorkerContext], None], make_ctx: ContextFactory) -> _Worker:
-        reader, writer = self._mp.Pipe(duplex=False)
+        method = resolve_start_method(self.cfg.start_method)  # per start: a restart may differ
+        context = mp.get_context(method)
+        reader, writer = context.Pipe(duplex=False)
         ctx = make_ctx(writer.send)
+        log.debug("starting worker %d with the %s start method", ctx.rank, method)
         # The child must not outlive this process; with forkserver its parent is the forkserver.
-        setup = ChildSetup(os.getpid() if self.cfg.start_method == "spawn" else None)
-        process = self._mp.Process(target=child_main, args=(setup, _process_main, target, ctx),
+        setup = ChildSetup(None if method == "forkserver" else os.getpid(),
+                           f"{WORKER_NAME_PREFIX}{ctx.rank}")
+        process = context.Process(target=child_main, args=(setup, _process_main, target, ctx),
                                    name=f"rlplug-worker-{ctx.rank}", daemon=True)
         start_process(process)  # a Ctrl-C now must not kill the child while it boots
         writer.close()  # the child holds its own end; ours would hide the child's exit (no EOF)
