@@ -18,7 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import (
     ConfigAttributeError,
     ConfigKeyError,
@@ -149,11 +149,13 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     return jobs
 
 
-def _check_hydra_settings(job: list[str], hydra_overrides: list[str], multirun: bool) -> bool:
+def _check_hydra_settings(job: list[str], hydra_overrides: list[str], multirun: bool
+                          ) -> tuple[bool, DictConfig]:
     """Hydra's own settings: known ``hydra/<group>`` choices (e.g. the launcher), valid
     ``hydra.*`` keys, and an output directory that can be written (and, for a single run, that
-    holds no other run's outputs). Returns True for a sweep that runs its jobs in parallel
-    processes (the joblib launcher)."""
+    holds no other run's outputs). Returns whether the sweep runs its jobs in parallel processes
+    (the joblib launcher), and ``job``'s config: the same composition without the ``hydra`` node,
+    which is all ``compose(overrides=job)`` would do again."""
     loader = GlobalHydra.instance().config_loader()
     for override in _parse(hydra_overrides):
         group = override.key_or_group
@@ -173,7 +175,9 @@ def _check_hydra_settings(job: list[str], hydra_overrides: list[str], multirun: 
     rundir.check_writable(out_dir, out_key)
     if not multirun:
         rundir.check_fresh(out_dir, cfg.get("resume"))
-    return multirun and "joblib" in launcher
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
+    return multirun and "joblib" in launcher, cfg
 
 
 def require_components() -> None:
@@ -207,10 +211,11 @@ def preflight(argv: list[str]) -> bool:
     rundir.register_resolvers()
     with initialize_config_module(config_module="rlplug.conf", version_base="1.3"):
         for index, job in enumerate(_jobs(overrides, multirun)):
-            if index == 0:
-                parallel = _check_hydra_settings(job, hydra_overrides, multirun)
             try:
-                cfg = compose(config_name="config", overrides=job)
+                if index == 0:
+                    parallel, cfg = _check_hydra_settings(job, hydra_overrides, multirun)
+                else:
+                    cfg = compose(config_name="config", overrides=job)
             except (HydraException, OmegaConfBaseException) as exc:
                 raise UserError(explain(exc)) from exc
             try:
