@@ -1,10 +1,10 @@
 """A3C learns: CartPole-v1 with the study preset, the process executor and 2 workers.
 
-The preset's learning rate decays linearly to 0 at its own budget (200k env steps); this test
-trains 80k, so it keeps the rate constant (``algo.lr_schedule=constant``): with the decay squeezed
-into 80k steps the mean of the last 100 episodes was 51-92 in most runs. Measured with the
-constant rate (seeds 0, 1, 2; random play: ~22): 182, 334 and 176 at 80k env steps. A threshold
-of 100 (4.5x random) leaves a margin for asynchrony (runs with the same seed differ).
+The preset (A3C's tuned CartPole settings, a constant learning rate) on an 80k-step budget instead
+of its 200k. Measured (seeds 0, 1, 2; random play: ~22): the mean return of the last 100 episodes
+was 200, 377 and 359 at 80k env steps (before the learning rate was constant in the preset, and
+with it set constant here: 182, 334 and 176). A threshold of 100 (4.5x random) leaves a margin for
+asynchrony (runs with the same seed differ).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ THRESHOLD = 100.0
 @pytest.mark.alone
 def test_a3c_learns_cartpole_with_two_process_workers(train_run, metrics_rows, tmp_path) -> None:
     result = train_run("experiment=cartpole", "executor=process", "executor.workers=2",
-                       "total_steps=80000", "algo.lr_schedule=constant", "seed=0",
+                       "total_steps=80000", "seed=0",
                        run_dir=tmp_path / "run")
     assert result.status == "completed"
     assert result.summary["env_steps"] == 80000

@@ -1,10 +1,10 @@
 """The default command learns with A3C's tuned defaults: ``python -m rlplug`` (CartPole-v1, the
 process executor with 2 workers, tuned/a3c_cartpole.yaml) with a short budget.
 
-Measured with a 100k-step budget (its learning rate then decays over 100k steps), seeds 0-2: the
-best mean return of 100 consecutive episodes was 156, 212 and 424 and the kept policy's evaluation
-return 406-500; random play scores about 22 (with 60k steps the best means were 92-138: too close
-to the threshold). (The mean of the *last* 100 episodes of so short a run is lower than the best:
+Measured with a 100k-step budget, seeds 0-2: the best mean return of 100 consecutive episodes was
+270, 339 and 491 and the kept policy's evaluation return 500 in all three (with the earlier
+learning rate decaying over the budget: 156, 212 and 424; with 60k steps then: 92-138, too close
+to the threshold); random play scores about 22. (The mean of the *last* 100 episodes of so short a run is lower than the best:
 when the run stops, the episodes still running are the long ones, so the last 100 that finished
 lean towards short ones.)
 """
