@@ -68,6 +68,14 @@ class Network(nn.Module, abc.ABC):
                 ) -> tuple[torch.Tensor, torch.Tensor, State]:
         """Policy parameters, values and the next state for a ``[T, B]`` block of observations."""
 
+    def forward_policy(self, obs: torch.Tensor, state: State, episode_starts: torch.Tensor
+                       ) -> tuple[torch.Tensor, State]:
+        """The policy parameters and the next state alone, as :meth:`forward` gives them: acting
+        needs no value. The default calls ``forward``; override it where the value costs
+        computation of its own (a separate critic), since acting happens every env step."""
+        policy, _, state = self(obs, state, episode_starts)
+        return policy, state
+
 
 class Counters(abc.ABC):
     """The run's env-step budget and totals, as every worker sees them.
@@ -165,7 +173,7 @@ class WorkerContext:
 
 
 class Actor(abc.ABC):
-    """A policy that acts in one environment, for evaluation."""
+    """A policy that acts in one environment, for evaluation; optionally in a batch of them."""
 
     @abc.abstractmethod
     def reset(self) -> None:
@@ -174,6 +182,21 @@ class Actor(abc.ABC):
     @abc.abstractmethod
     def act(self, obs: Any) -> Any:
         """The action to send to the environment for observation ``obs``."""
+
+    def act_batch(self, obs: Any, starts: Any) -> list[Any]:
+        """Optional: one action per env for a batch of envs, in one call (one forward pass):
+        ``obs`` stacks their observations (``[N, *obs_shape]``), ``starts[i]`` is True where env
+        ``i`` begins an episode (start its recurrent state afresh). ``N`` stays the same from one
+        call to the next until ``starts`` is all True again. Evaluation then plays its episodes
+        side by side instead of one after another; the actions must be those :meth:`act` would
+        give (the same policy, and for a deterministic actor the same actions). Not implemented
+        by default."""
+        raise NotImplementedError
+
+
+def supports_act_batch(actor: Actor) -> bool:
+    """Whether ``actor`` implements :meth:`Actor.act_batch`."""
+    return type(actor).act_batch is not Actor.act_batch
 
 
 class Algorithm(abc.ABC):

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from rlplug.config import EnvConfig
-from rlplug.contracts import Algorithm
+from rlplug.contracts import Actor, Algorithm, supports_act_batch
 from rlplug.envs import make_env
 from rlplug.errors import UserError
 
@@ -58,10 +59,24 @@ class _VideoWriter:
 
 
 def evaluate_policy(algo: Algorithm, env_cfg: EnvConfig, episodes: int, *, seed: int = 0,
-                    deterministic: bool = True, video_path: Path | None = None) -> EvalResult:
+                    deterministic: bool = True, video_path: Path | None = None,
+                    side_by_side: bool | None = None) -> EvalResult:
     """Run ``episodes`` episodes (env seeds ``seed``, ``seed + 1``, ...) with the algorithm's
     actor: its deterministic action (the policy's mode) unless ``deterministic`` is False.
-    With ``video_path``, every frame is rendered (gymnasium's ``rgb_array``) into that mp4."""
+    With ``video_path``, every frame is rendered (gymnasium's ``rgb_array``) into that mp4.
+
+    Without a video, an actor with :meth:`~rlplug.contracts.Actor.act_batch` plays all the
+    episodes side by side, one env each, one batched call per step (several times less CPU than
+    one episode after another: evaluation during training shares the cores with the workers);
+    the episodes and, for a deterministic actor, the returns are the same either way.
+    ``side_by_side`` forces the choice (False: one after another)."""
+    actor = algo.actor(deterministic)
+    if side_by_side is None:
+        side_by_side = video_path is None and supports_act_batch(actor)
+    if side_by_side:
+        if video_path is not None:
+            raise ValueError("a video records one episode after another: side_by_side=False")
+        return _side_by_side(actor, env_cfg, episodes, seed)
     if video_path is not None:
         # rgb_array rendering draws off-screen: no window, so no display is needed (headless runs).
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -71,7 +86,6 @@ def evaluate_policy(algo: Algorithm, env_cfg: EnvConfig, episodes: int, *, seed:
         if video_path is not None and "pygame" in str(exc):
             raise UserError("rendering this env needs pygame: pip install 'rlplug[video]'") from exc
         raise
-    actor = algo.actor(deterministic)
     returns, lengths = [], []
     writer = None
     try:
@@ -97,6 +111,36 @@ def evaluate_policy(algo: Algorithm, env_cfg: EnvConfig, episodes: int, *, seed:
         if writer is not None:
             writer.close()
     return EvalResult(returns, lengths, writer.path if writer is not None else None)
+
+
+def _side_by_side(actor: Actor, env_cfg: EnvConfig, episodes: int, seed: int) -> EvalResult:
+    """The episodes of :func:`evaluate_policy` played together: episode ``i`` in its own env
+    (reset with ``seed + i``), every env still running stepped once per ``act_batch`` call. An env
+    whose episode ended keeps its last observation in the batch (its action is not used), so the
+    batch keeps its size, as ``act_batch`` expects."""
+    envs: list[gym.Env] = []
+    try:
+        for _ in range(episodes):
+            envs.append(make_env(env_cfg))
+        obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
+        returns, lengths = [0.0] * episodes, [0] * episodes
+        running = list(range(episodes))
+        starts = np.ones(episodes, dtype=bool)
+        while running:
+            actions = actor.act_batch(np.stack(obs), starts)
+            starts = np.zeros(episodes, dtype=bool)
+            still = []
+            for i in running:
+                obs[i], reward, terminated, truncated, _ = envs[i].step(actions[i])
+                returns[i] += float(reward)
+                lengths[i] += 1
+                if not (terminated or truncated):
+                    still.append(i)
+            running = still
+    finally:
+        for env in envs:
+            env.close()
+    return EvalResult(returns, lengths)
 
 
 def _render(env: Any) -> np.ndarray:

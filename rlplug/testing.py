@@ -131,6 +131,15 @@ def check_network(cls: type[Network], cfg: Any, *, obs_shape: tuple[int, ...] = 
         for i, (s, f) in enumerate(zip(state, final, strict=True)):
             _assert_close(s, f, f"final state[{i}] of T=1 steps vs one T=n call", atol)
 
+        # forward_policy (acting) gives forward's policy and state, step by step and in one block.
+        state, step_policies = _clone_state(initial), []
+        for t in range(T):
+            p, state = net.forward_policy(obs[t:t + 1], state, starts[t:t + 1])
+            step_policies.append(p)
+        _assert_close(torch.cat(step_policies), policy, "forward_policy vs forward (policy)", atol)
+        for i, (s, f) in enumerate(zip(state, final, strict=True)):
+            _assert_close(s, f, f"forward_policy vs forward (final state[{i}])", atol)
+
         # Batch elements are independent environments.
         p_one, v_one, _ = net(obs[:, -1:], net.initial_state(1), starts[:, -1:])
         _assert_close(p_one, policy[:, -1:], "batch element run alone vs inside a batch (policy)", atol)

@@ -22,9 +22,18 @@ from torch import nn
 
 from rlplug import messages
 from rlplug.config import EnvConfig
-from rlplug.contracts import Actor, Algorithm, Network, SharedModel, State, WorkerContext
+from rlplug.contracts import (
+    Actor,
+    Algorithm,
+    Network,
+    SharedModel,
+    State,
+    WorkerContext,
+    supports_act_batch,
+)
 from rlplug.counters import SharedCounters
 from rlplug.envs import make_env, probe_env
+from rlplug.evaluation import evaluate_policy
 
 WORKER_RANK = 1  # not 0: a worker must use ctx.rank, not a constant
 
@@ -216,7 +225,30 @@ def _check_actor(algo: Algorithm, env_cfg: EnvConfig, episodes: int, max_episode
                         first = (observations, actions)
     finally:
         env.close()
+    if supports_act_batch(algo.actor(True)):
+        _check_act_batch(algo, env_cfg, episodes, seed)
     return first
+
+
+def _check_act_batch(algo: Algorithm, env_cfg: EnvConfig, episodes: int, seed: int) -> None:
+    """An actor with act_batch: evaluation with the episodes side by side plays the same episodes
+    as one after another (the deterministic policy: same lengths, returns equal up to the float
+    rounding of a batched forward pass), and the stochastic actor's batch actions are actions of
+    the space."""
+    apart = evaluate_policy(algo, env_cfg, episodes, seed=seed, side_by_side=False)
+    together = evaluate_policy(algo, env_cfg, episodes, seed=seed, side_by_side=True)
+    assert together.lengths == apart.lengths and np.allclose(together.returns, apart.returns,
+                                                             rtol=1e-4, atol=1e-4), \
+        (f"act_batch and act play different episodes: returns {together.returns} side by side, "
+         f"{apart.returns} one after another (lengths {together.lengths} vs {apart.lengths})")
+    env = make_env(env_cfg)
+    try:
+        obs = np.stack([env.reset(seed=seed + i)[0] for i in range(3)])
+        actions = algo.actor(False).act_batch(obs, np.ones(3, dtype=bool))
+        assert len(actions) == 3 and all(_in_space(a, env.action_space) for a in actions), \
+            f"actor(False).act_batch returned {actions!r}, not 3 actions of {env.action_space}"
+    finally:
+        env.close()
 
 
 # -- pickling: what a process executor does with the algorithm -----------------------------------

@@ -108,6 +108,14 @@ class StatelessButClaimsRecurrent(LinearNet):
     is_recurrent = True
 
 
+class FastPolicyForgetsTheState(GRUNet):
+    """forward_policy (acting) skips the value but also the state update."""
+
+    def forward_policy(self, obs, state, episode_starts):
+        policy, _, _ = self(obs, state, episode_starts)
+        return policy, state
+
+
 @pytest.mark.parametrize("cls", [LinearNet, GRUNet])
 def test_check_network_passes_networks_that_keep_the_contract(cls) -> None:
     net = check_network(cls, ToyConfig(), obs_shape=(3,), policy_dim=2)
@@ -122,6 +130,7 @@ def test_check_network_passes_networks_that_keep_the_contract(cls) -> None:
     (ChangesItsInputState, "modified its input state"),
     (UnusedParameter, "forgotten.weight gets no gradient"),
     (StatelessButClaimsRecurrent, "initial_state() is empty"),
+    (FastPolicyForgetsTheState, "forward_policy vs forward"),
 ])
 def test_check_network_catches_a_broken_contract(cls, message) -> None:
     with pytest.raises(AssertionError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -28,15 +28,24 @@ class CategoricalHead:
     action_dtype = torch.int64
 
     def sample(self, params: torch.Tensor, generator: torch.Generator
-               ) -> tuple[torch.Tensor, np.ndarray]:
-        """(actions for the update ``[B]``, actions for the envs ``[B]``) from the logits of a
-        batch of envs ``[B, n]``, all sampled in one call."""
-        action = torch.multinomial(F.softmax(params, -1), 1, generator=generator)[:, 0]
-        return action, action.numpy() + self.start
+               ) -> tuple[torch.Tensor, list[int]]:
+        """(actions for the update ``[B]``, actions for the envs: ``B`` Python ints) from the
+        logits of a batch of envs ``[B, n]``, all sampled in one call.
+
+        Gumbel-max (the argmax of the logits plus Gumbel noise is a sample of their softmax):
+        half the time of ``torch.multinomial`` at this size. Python ints, because gymnasium's
+        ``Discrete.contains`` checks a numpy integer several times slower."""
+        gumbel = torch.rand(params.shape, generator=generator).log_().neg_().log_().neg_()
+        action = (params + gumbel).argmax(-1)
+        return action, [a + self.start for a in action.tolist()]
 
     def mode(self, params: torch.Tensor) -> int:
         """The most likely action for one env's logits ``[n]``."""
         return int(params.argmax()) + self.start
+
+    def modes(self, params: torch.Tensor) -> list[int]:
+        """The most likely action of each env of a batch ``[B, n]``."""
+        return [a + self.start for a in params.argmax(-1).tolist()]
 
     def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,6 +101,10 @@ class GaussianHead:
     def mode(self, params: torch.Tensor) -> np.ndarray:
         """The mean action for one env's policy parameters ``[2 * dim]``."""
         return self.to_env(self._mean_std(params)[0].numpy())
+
+    def modes(self, params: torch.Tensor) -> list[np.ndarray]:
+        """The mean action of each env of a batch ``[B, 2 * dim]``."""
+        return list(self.to_env(self._mean_std(params)[0].numpy()))
 
     def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from rlplug.config import EnvConfig
-from rlplug.contracts import Actor, Algorithm, Network, SharedModel, WorkerContext
+from rlplug.contracts import Actor, Algorithm, Network, SharedModel, State, WorkerContext
 from rlplug.envs import EnvSpec
 from rlplug_a3c.action_heads import make_action_head
 from rlplug_a3c.configs import A3CConfig
@@ -82,12 +83,25 @@ class A3CActor(Actor):
     def reset(self) -> None:
         self.state = self.net.initial_state(1)
         self.start = torch.ones(1, 1)
+        self.batch_state: State | None = None  # act_batch's, for its batch of envs
 
     @torch.no_grad()
     def act(self, obs: Any) -> Any:
         obs_t = torch.as_tensor(obs, dtype=torch.float32).view(1, 1, -1)
-        params, _, self.state = self.net(obs_t, self.state, self.start)
+        params, self.state = self.net.forward_policy(obs_t, self.state, self.start)
         self.start = torch.zeros(1, 1)
         if self.deterministic:
             return self.head.mode(params[0, 0])
         return self.head.sample(params[0], self.generator)[1][0]
+
+    @torch.no_grad()
+    def act_batch(self, obs: Any, starts: Any) -> list[Any]:
+        n = len(starts)
+        if self.batch_state is None or bool(np.all(starts)):
+            self.batch_state = self.net.initial_state(n)
+        obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32).view(1, n, -1)
+        starts_t = torch.as_tensor(np.asarray(starts), dtype=torch.float32).view(1, n)
+        params, self.batch_state = self.net.forward_policy(obs_t, self.batch_state, starts_t)
+        if self.deterministic:
+            return self.head.modes(params[0])
+        return list(self.head.sample(params[0], self.generator)[1])

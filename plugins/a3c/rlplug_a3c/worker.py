@@ -111,8 +111,8 @@ class A3CWorker:
                 n = B if t < rows - 1 else last
                 self.obs_np[t] = self.obs
                 self.start_np[t] = self.starts
-                policy, _, state = net(self.obs_buf[t: t + 1], self.state,
-                                       self.start_buf[t: t + 1])
+                policy, state = net.forward_policy(self.obs_buf[t: t + 1], self.state,
+                                                   self.start_buf[t: t + 1])
                 actions, env_actions = head.sample(policy[0], generator)
                 self.action_buf[t] = actions
                 result = envs.step(env_actions, n)
@@ -194,15 +194,16 @@ class A3CWorker:
             f"train on NaN/inf inputs: fix the env or its wrappers")
 
     # -- learning --------------------------------------------------------------------------
-    def losses(self, segment: Segment) -> LossTerms:
-        """Recompute the segment from its initial state and build the A3C loss."""
+    def losses(self, segment: Segment, entropy_coef: float | None = None) -> LossTerms:
+        """Recompute the segment from its initial state and build the A3C loss (with the entropy
+        bonus's coefficient as scheduled now unless ``entropy_coef`` is given)."""
         cfg = self.cfg
         T = segment.rewards.shape[0]
         policy, values, _ = self.net(segment.obs, segment.initial_state, segment.episode_starts)
         log_probs, entropy = self.head.log_prob_entropy(policy[:T], segment.actions)
         return a3c_loss(log_probs, entropy, values, segment.rewards, segment.dones,
                         gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, value_coef=cfg.value_coef,
-                        entropy_coef=self.entropy_coef(),
+                        entropy_coef=self.entropy_coef() if entropy_coef is None else entropy_coef,
                         normalize_advantages=cfg.normalize_advantages, valid=segment.valid)
 
     def learning_rate(self) -> float:
@@ -222,7 +223,8 @@ class A3CWorker:
     def update(self, segment: Segment, env_step: int) -> dict[str, float]:
         """Compute the gradient locally, push it to the global network through the shared
         optimizer. Returns the statistics of this update."""
-        losses = self.losses(segment)
+        entropy_coef = self.entropy_coef()
+        losses = self.losses(segment, entropy_coef)
         self.grad.zero_()
         losses.total.backward()
         grad_norm = float(self.grad.norm())
@@ -240,6 +242,7 @@ class A3CWorker:
         return {"policy_loss": float(losses.policy.detach()),
                 "value_loss": float(losses.value.detach()),
                 "entropy": float(losses.entropy.detach()), "grad_norm": grad_norm, "lr": lr,
+                "entropy_coef": entropy_coef,
                 "staleness": float(staleness)}
 
     def pull(self) -> None:

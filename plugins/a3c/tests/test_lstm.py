@@ -119,7 +119,14 @@ class Recorder:
             self.steps.append(self._last)
             return sample(params, generator)
 
+        def recording_forward_policy(obs, state, starts):
+            # acting: recorded through forward, whose policy and state forward_policy gives
+            # (rlplug.testing.check_network checks that), so the acting values are known too
+            policy, _, new_state = recording_forward(obs, state, starts)
+            return policy, new_state
+
         net.forward = recording_forward  # instance attribute: nn.Module.__call__ finds it first
+        net.forward_policy = recording_forward_policy
         head.sample = recording_sample
         end_episodes = worker._end_episodes
 

@@ -37,3 +37,10 @@ class FeedForwardActorCritic(Network):
             value = F.linear(hidden, self.value_head.weight, self.value_head.bias)
             return policy, value.squeeze(-1), ()
         return self.actor(obs), self.critic(obs).squeeze(-1), ()
+
+    def forward_policy(self, obs: torch.Tensor, state: State, episode_starts: torch.Tensor
+                       ) -> tuple[torch.Tensor, State]:
+        if self.share_body:
+            hidden = self.body(obs)
+            return F.linear(hidden, self.policy_head.weight, self.policy_head.bias), ()
+        return self.actor(obs), ()  # the critic's MLP is skipped

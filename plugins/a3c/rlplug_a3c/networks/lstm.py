@@ -97,6 +97,20 @@ class LSTMActorCritic(Network):
 
     def forward(self, obs: torch.Tensor, state: State, episode_starts: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, State]:
+        outputs, new_state = self._cores(obs, state, episode_starts)
+        # one tower: actor and critic read the same core; two: the first is the actor's
+        return self.actor(outputs[0]), self.critic(outputs[-1]).squeeze(-1), new_state
+
+    def forward_policy(self, obs: torch.Tensor, state: State, episode_starts: torch.Tensor
+                       ) -> tuple[torch.Tensor, State]:
+        """As forward, without the critic's head (a critic core still advances its state: the
+        update recomputes the value from it)."""
+        outputs, new_state = self._cores(obs, state, episode_starts)
+        return self.actor(outputs[0]), new_state
+
+    def _cores(self, obs: torch.Tensor, state: State, episode_starts: torch.Tensor
+               ) -> tuple[list[torch.Tensor], State]:
+        """Every tower's LSTM outputs ``[T, B, lstm_size]`` and the next state."""
         keep = (1.0 - episode_starts).unsqueeze(-1)  # [T, B, 1]
         stretches = reset_free_stretches(episode_starts)
         outputs, new_state = [], []
@@ -104,5 +118,4 @@ class LSTMActorCritic(Network):
             out, h, c = tower(obs, state[2 * i], state[2 * i + 1], stretches, keep)
             outputs.append(out)
             new_state += [h, c]
-        # one tower: actor and critic read the same core; two: the first is the actor's
-        return self.actor(outputs[0]), self.critic(outputs[-1]).squeeze(-1), tuple(new_state)
+        return outputs, tuple(new_state)
