@@ -243,12 +243,13 @@ def test_truncated_steps_bootstrap_from_the_final_observation_value(make_worker,
 
 
 def test_terminated_steps_do_not_bootstrap_but_truncated_ones_do_in_each_env(make_worker) -> None:
-    # with a limit of 12 steps a random CartPole policy both falls (terminates) and gets cut, and
-    # the 4 envs end their episodes at different steps
-    worker, segment, per_env = _collect(make_worker, 75, 4, "env.max_episode_steps=12")
+    # with a limit of 16 steps a random CartPole policy falls (terminates) in about half of its
+    # episodes and is cut in the others, and the 4 envs end their episodes at different steps
+    # (150 steps: about 9 episodes per env, so each env sees both endings)
+    worker, segment, per_env = _collect(make_worker, 150, 4, "env.max_episode_steps=16")
     end_rows = []
     for b, steps in enumerate(per_env):
-        assert len(steps) == 75
+        assert len(steps) == 150
         ends = [(i, obs, term, trunc) for i, (obs, term, trunc) in enumerate(steps) if term or trunc]
         assert any(term for _, _, term, _ in ends)
         assert any(trunc and not term for _, _, term, trunc in ends)
