@@ -72,6 +72,9 @@ class LoggerConfig:
     video_episodes: int = 1
     video_which: str = "best"  # best: checkpoint_best.pt (else the latest); latest: the final policy
     train_log_every_s: float = 2.0  # how often each worker sends averaged training stats
+    # W&B: one episode row per window of this many seconds (the episodes that ended in it); 0: a
+    # row per episode. metrics.jsonl always has every episode.
+    episode_log_every_s: float = 0.1
 
     def __post_init__(self) -> None:
         require(self.mode in ("offline", "online", "disabled"), "logger.mode",
@@ -80,6 +83,10 @@ class LoggerConfig:
                 self.train_log_every_s, "logger.train_log_every_s=2")
         require_finite(self.train_log_every_s, "logger.train_log_every_s",
                        "logger.train_log_every_s=2")
+        require_finite(self.episode_log_every_s, "logger.episode_log_every_s",
+                       "logger.episode_log_every_s=0.1")
+        require(self.episode_log_every_s >= 0, "logger.episode_log_every_s", "must be >= 0",
+                self.episode_log_every_s, "logger.episode_log_every_s=0.1")
         bad = sorted({c for c in WANDB_PROJECT_FORBIDDEN if c in self.project})
         require(0 < len(self.project) <= WANDB_PROJECT_MAX and not bad, "logger.project",
                 f"must be 1 to {WANDB_PROJECT_MAX} characters without any of "

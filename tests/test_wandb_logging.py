@@ -102,6 +102,39 @@ def test_wandb_mode_without_wandb_installed_is_a_one_line_error(tmp_path: Path) 
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no worker started
 
 
+def assert_episode_windows(logged: list[dict[str, Any]], episodes: list[dict[str, Any]]) -> None:
+    """Each W&B episode row summarises the next ``episode/count`` episodes of metrics.jsonl."""
+    assert sum(row["episode/count"] for row in logged) == len(episodes)
+    start = 0
+    for row in logged:
+        window = episodes[start:start + row["episode/count"]]
+        start += len(window)
+        returns = [e["return"] for e in window]
+        assert row["episode/return"] == pytest.approx(sum(returns) / len(returns))
+        assert (row["episode/return_min"], row["episode/return_max"]) == (min(returns),
+                                                                          max(returns))
+        assert row["episode/length"] == pytest.approx(sum(e["length"] for e in window) / len(window))
+        assert row["env_step"] == max(e["env_step"] for e in window)
+        assert row["episode/index"] == window[-1]["episode"]
+
+
+@pytest.mark.parametrize("every_s", [0.0, 0.5])
+def test_episode_rows_summarise_every_episode_once(tmp_path: Path, wandb_records, every_s) -> None:
+    """logger.episode_log_every_s: one W&B row per window (many episodes per row at 0.5 s early
+    in a CartPole run); 0: a row per episode."""
+    run = compose_run("total_steps=3000", "logger.mode=offline",
+                      f"logger.episode_log_every_s={every_s}")
+    assert train(run, tmp_path).status == "completed"
+    wb = wandb_records.read_run(wandb_records.run_files(tmp_path)[0])
+    episodes = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "episode"]
+    logged = [row for row in wb.history if "episode/return" in row]
+    assert_episode_windows(logged, episodes)
+    if every_s == 0:
+        assert [r["episode/return"] for r in logged] == [e["return"] for e in episodes]
+    else:
+        assert len(logged) < len(episodes)
+
+
 def test_offline_run_logs_history_config_summary_and_model(tmp_path: Path,
                                                            wandb_records) -> None:
     run = compose_run("total_steps=3000", "seed=3", "logger.mode=offline", "logger.project=proj",
@@ -130,11 +163,10 @@ def test_offline_run_logs_history_config_summary_and_model(tmp_path: Path,
     for key in HISTORY_KEYS:
         assert step_metric_of(key, wb.step_metrics) == "env_step", key
 
-    # the episode rows are exactly the run's episodes, in order
+    # the episode rows summarise the run's episodes, in order, each of them once
     episodes = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "episode"]
     logged = [row for row in wb.history if "episode/return" in row]
-    assert [r["episode/return"] for r in logged] == [e["return"] for e in episodes]
-    assert [r["env_step"] for r in logged] == [e["env_step"] for e in episodes]
+    assert_episode_windows(logged, episodes)
     assert max(wb.column("env_step")) == 3000
     assert all(rate > 0 for rate in wb.column("perf/steps_per_s"))
     assert all(lr == pytest.approx(run.algo.lr) for lr in wb.column("train/lr"))
