@@ -58,6 +58,9 @@ class _VideoWriter:
         self._writer.close()
 
 
+SIDE_BY_SIDE_MAX = 64  # episodes played side by side at most (each has an env of its own)
+
+
 def evaluate_policy(algo: Algorithm, env_cfg: EnvConfig, episodes: int, *, seed: int = 0,
                     deterministic: bool = True, video_path: Path | None = None,
                     side_by_side: bool | None = None) -> EvalResult:
@@ -76,7 +79,13 @@ def evaluate_policy(algo: Algorithm, env_cfg: EnvConfig, episodes: int, *, seed:
     if side_by_side:
         if video_path is not None:
             raise ValueError("a video records one episode after another: side_by_side=False")
-        return _side_by_side(actor, env_cfg, episodes, seed)
+        result = EvalResult([], [])
+        for first in range(0, episodes, SIDE_BY_SIDE_MAX):  # bounded: one env per episode
+            part = _side_by_side(actor, env_cfg, min(SIDE_BY_SIDE_MAX, episodes - first),
+                                 seed + first)
+            result.returns += part.returns
+            result.lengths += part.lengths
+        return result
     if video_path is not None:
         # rgb_array rendering draws off-screen: no window, so no display is needed (headless runs).
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
