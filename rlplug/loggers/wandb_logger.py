@@ -7,8 +7,9 @@ If online initialisation fails (no API key, no network, server down), the run wa
 continues offline; rlplug's own files (metrics.jsonl, summary.json, ...) are written either way.
 
 The W&B run starts at the logger's first use (:meth:`WandbLogger.start`, called by the run's first
-tick), not when the logger is built: by then the workers have been launched, so importing wandb and
-``wandb.init`` (about a second) overlap with the workers' own start-up instead of delaying it.
+tick), not when the logger is built: by then the workers have been launched -- forked, since W&B's
+threads did not exist yet -- so they act while wandb is imported and ``wandb.init`` runs (about a
+second) instead of waiting for it.
 Whether wandb is installed is checked when the logger is built, before any worker starts.
 
 Every W&B chart uses ``env_step`` (env steps summed over all workers) as its x-axis.
