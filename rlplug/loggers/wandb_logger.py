@@ -115,18 +115,22 @@ class _EpisodeWindow:
     def flush(self) -> dict[str, Any] | None:
         """The pending episodes' W&B row (None if there are none)."""
         rows, self.rows = self.rows, []
-        if not rows:
-            return None
-        returns = [float(r["return"]) for r in rows]
-        data = {STEP_METRIC: max(r["env_step"] for r in rows),
-                "episode/return": sum(returns) / len(returns),
-                "episode/return_min": min(returns), "episode/return_max": max(returns),
-                "episode/length": sum(r["length"] for r in rows) / len(rows),
-                "episode/count": len(rows), "episode/index": rows[-1].get("episode")}
-        successes = [float(r["success"]) for r in rows if "success" in r]
-        if successes:  # envs that report info["is_success"]
-            data["episode/success"] = sum(successes) / len(successes)
-        return data
+        return episodes_to_wandb(rows) if rows else None
+
+
+def episodes_to_wandb(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The W&B history entry summarising one or more episode rows of metrics.jsonl (see
+    :class:`_EpisodeWindow`)."""
+    returns = [float(r["return"]) for r in rows]
+    data = {STEP_METRIC: max(r["env_step"] for r in rows),
+            "episode/return": sum(returns) / len(returns),
+            "episode/return_min": min(returns), "episode/return_max": max(returns),
+            "episode/length": sum(r["length"] for r in rows) / len(rows),
+            "episode/count": len(rows), "episode/index": rows[-1].get("episode")}
+    successes = [float(r["success"]) for r in rows if "success" in r]
+    if successes:  # envs that report info["is_success"]
+        data["episode/success"] = sum(successes) / len(successes)
+    return data
 
 
 def _is_number(value: Any) -> bool:
@@ -137,12 +141,8 @@ def _is_number(value: Any) -> bool:
 def row_to_wandb(row: dict[str, Any]) -> dict[str, Any] | None:
     """The W&B history entry for one metrics.jsonl row (None for rows W&B does not chart)."""
     kind = row.get("kind")
-    if kind == messages.EPISODE:
-        data = {STEP_METRIC: row["env_step"], "episode/return": row["return"],
-                "episode/length": row["length"], "episode/index": row.get("episode")}
-        if "success" in row:  # envs that report info["is_success"]
-            data["episode/success"] = float(row["success"])
-        return data
+    if kind == messages.EPISODE:  # (a run logs them in windows: WandbLogger.log_row)
+        return episodes_to_wandb([row])
     if kind == messages.TRAIN:
         # Every numeric statistic the algorithm sent, whatever the algorithm; text is not charted.
         data: dict[str, Any] = {f"train/{k}": v for k, v in row.items()
