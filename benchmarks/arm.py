@@ -18,10 +18,8 @@ draws them from an existing run instead, and runs nothing else).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import RESULTS, episodes, run_command, write_results
+from benchmarks.common import RESULTS, episodes, rows_per_run, run_command, write_results
 
 TARGETS = {"arm": 0.95, "arm_hard": 0.80}  # success rate of the last 100 episodes
 BUDGETS = {"arm": 500_000, "arm_hard": 3_000_000}  # ... within this many env steps (issue 11)
@@ -86,29 +84,23 @@ def fresh_success(run_dir: Path, frames_path: Path | None = None) -> float:
 
 
 def measure(experiments: list[str], seeds: list[int], gif: bool) -> list[dict[str, Any]]:
-    rows = []
-    for experiment in experiments:
-        for seed in seeds:
-            with tempfile.TemporaryDirectory(prefix="rlplug-arm-") as tmp:
-                run_dir = Path(tmp) / "run"
-                job = run_command([f"experiment={experiment}", f"seed={seed}"], run_dir,
-                                  wandb=False)
-                summary = job["summary"]
-                reached = first_success_rate(run_dir, TARGETS[experiment])
-                drawn = gif and experiment == "arm_hard" and seed == seeds[0]
-                row = {"experiment": experiment, "seed": seed, "target": TARGETS[experiment],
-                       "budget": BUDGETS[experiment], "total_steps": summary["env_steps"],
-                       "reached_at_steps": reached and reached[0],
-                       "reached_at_s": reached and round(reached[1], 1),
-                       "success_rate_100_final": summary["success_rate_100"],
-                       "return_mean100_final": summary["return_mean100_final"],
-                       "fresh_success": fresh_success(
-                           run_dir, RESULTS / "arm_hard.gif" if drawn else None),
-                       "episodes": summary["episodes"], "steps_per_s": summary["steps_per_s"],
-                       "command_s": job["command_s"]}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    return rows
+    def one_row(experiment: str, seed: int, run_dir: Path) -> dict[str, Any]:
+        job = run_command([f"experiment={experiment}", f"seed={seed}"], run_dir, wandb=False)
+        summary = job["summary"]
+        reached = first_success_rate(run_dir, TARGETS[experiment])
+        drawn = gif and experiment == "arm_hard" and seed == seeds[0]
+        return {"experiment": experiment, "seed": seed, "target": TARGETS[experiment],
+                "budget": BUDGETS[experiment], "total_steps": summary["env_steps"],
+                "reached_at_steps": reached and reached[0],
+                "reached_at_s": reached and round(reached[1], 1),
+                "success_rate_100_final": summary["success_rate_100"],
+                "return_mean100_final": summary["return_mean100_final"],
+                "fresh_success": fresh_success(
+                    run_dir, RESULTS / "arm_hard.gif" if drawn else None),
+                "episodes": summary["episodes"], "steps_per_s": summary["steps_per_s"],
+                "command_s": job["command_s"]}
+
+    return rows_per_run(experiments, seeds, one_row)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

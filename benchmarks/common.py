@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,19 @@ def write_results(name: str, markdown: str, data: Any) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.md").write_text(markdown)
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+def rows_per_run(cases: Iterable[str], seeds: Iterable[int],
+                 one_row: Callable[[str, int, Path], dict[str, Any]],
+                 hide: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """``one_row(case, seed, run_dir)`` for every case and seed, each run in a fresh temporary
+    directory (deleted once its row is built); prints each row as it comes (without the keys in
+    ``hide``, e.g. a whole learning curve)."""
+    rows = []
+    for case in cases:
+        for seed in seeds:
+            with tempfile.TemporaryDirectory(prefix="rlplug-bench-") as tmp:
+                row = one_row(case, seed, Path(tmp) / "run")
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k not in hide}), flush=True)
+    return rows

@@ -15,7 +15,6 @@ learning_curves.png (rlplug's runs).
 from __future__ import annotations
 
 import importlib.util
-import tempfile
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import sb3_reference
-from benchmarks.common import RESULTS, episodes, fmt, run_command
+from benchmarks.common import RESULTS, episodes, fmt, rows_per_run, run_command
 
 TARGETS = {"pendulum": -200.0, "cartpole": 475.0}
 WALL_GOALS_S = {"pendulum": 10.0, "cartpole": 5.0}  # median time to target from the launch
@@ -33,25 +32,20 @@ SEEDS = (0, 1, 2)
 def measure_rlplug(presets: list[str], seeds: tuple[int, ...] = SEEDS) -> list[dict[str, Any]]:
     """``python -m rlplug experiment=<preset> seed=<seed>``; each row keeps the run's episode
     returns (``curve``, for the plot)."""
-    rows = []
-    for preset in presets:
-        for seed in seeds:
-            with tempfile.TemporaryDirectory(prefix="rlplug-learning-") as tmp:
-                run_dir = Path(tmp) / "run"
-                job = run_command([f"experiment={preset}", f"seed={seed}"], run_dir,
-                                  target=TARGETS[preset])
-                summary = job["summary"]
-                row = {"system": "rlplug A3C", "task": preset, "seed": seed,
-                       "command": f"experiment={preset}", "target": TARGETS[preset],
-                       "budget_steps": summary["env_steps"],
-                       "reached_at_steps": job["reached_at_steps"],
-                       "reached_at_s": job["reached_at_s"], "startup_s": job["startup_s"],
-                       "return_mean100_final": summary["return_mean100_final"],
-                       "steps_per_s": summary["steps_per_s"]}
-                row["curve"] = [[e["env_step"], e["return"]] for e in episodes(run_dir)]
-            rows.append(row)
-            print({k: v for k, v in row.items() if k != "curve"}, flush=True)
-    return rows
+    def one_row(preset: str, seed: int, run_dir: Path) -> dict[str, Any]:
+        job = run_command([f"experiment={preset}", f"seed={seed}"], run_dir,
+                          target=TARGETS[preset])
+        summary = job["summary"]
+        return {"system": "rlplug A3C", "task": preset, "seed": seed,
+                "command": f"experiment={preset}", "target": TARGETS[preset],
+                "budget_steps": summary["env_steps"],
+                "reached_at_steps": job["reached_at_steps"],
+                "reached_at_s": job["reached_at_s"], "startup_s": job["startup_s"],
+                "return_mean100_final": summary["return_mean100_final"],
+                "steps_per_s": summary["steps_per_s"],
+                "curve": [[e["env_step"], e["return"]] for e in episodes(run_dir)]}
+
+    return rows_per_run(presets, seeds, one_row, hide=("curve",))
 
 
 def measure_sb3(presets: list[str]) -> list[dict[str, Any]]:

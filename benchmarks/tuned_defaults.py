@@ -24,13 +24,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-from benchmarks.common import ROOT, fmt, run_command, write_results
+from benchmarks.common import ROOT, fmt, rows_per_run, run_command, write_results
 
 TARGETS = {"pendulum": -200.0, "cartpole": 475.0, "acrobot": -100.0}
 KEPT_TARGETS = {"pendulum": -170.0}  # the kept policy's evaluation return
@@ -49,29 +48,23 @@ def fresh_evaluation(run_dir: Path) -> float:
 
 
 def measure(envs: list[str], seeds: list[int]) -> list[dict[str, Any]]:
-    rows = []
-    for env in envs:
-        for seed in seeds:
-            overrides = ["algo=a3c", f"env={env}", "executor=process", f"seed={seed}"]
-            with tempfile.TemporaryDirectory(prefix="rlplug-tuned-") as tmp:
-                run_dir = Path(tmp) / "run"
-                job = run_command(overrides, run_dir, target=TARGETS[env])
-                summary = job["summary"]
-                best = summary.get("eval_return_best")
-                row = {"env": env, "seed": seed, "command": " ".join(overrides[:3]),
-                       "target": TARGETS[env], "total_steps": summary["env_steps"],
-                       "return_mean100_final": summary["return_mean100_final"],
-                       "eval_return_best": best,
-                       "eval_return_final": summary.get("eval_return_final"),
-                       "kept_fresh_return": fresh_evaluation(run_dir) if best is not None else None,
-                       "reached_at_steps": job["reached_at_steps"],
-                       "reached_at_s": job["reached_at_s"],
-                       "startup_s": job["startup_s"], "command_s": job["command_s"],
-                       "steps_per_s": summary["steps_per_s"]}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    return rows
+    def one_row(env: str, seed: int, run_dir: Path) -> dict[str, Any]:
+        overrides = ["algo=a3c", f"env={env}", "executor=process", f"seed={seed}"]
+        job = run_command(overrides, run_dir, target=TARGETS[env])
+        summary = job["summary"]
+        best = summary.get("eval_return_best")
+        return {"env": env, "seed": seed, "command": " ".join(overrides[:3]),
+                "target": TARGETS[env], "total_steps": summary["env_steps"],
+                "return_mean100_final": summary["return_mean100_final"],
+                "eval_return_best": best,
+                "eval_return_final": summary.get("eval_return_final"),
+                "kept_fresh_return": fresh_evaluation(run_dir) if best is not None else None,
+                "reached_at_steps": job["reached_at_steps"],
+                "reached_at_s": job["reached_at_s"],
+                "startup_s": job["startup_s"], "command_s": job["command_s"],
+                "steps_per_s": summary["steps_per_s"]}
 
+    return rows_per_run(envs, seeds, one_row)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
