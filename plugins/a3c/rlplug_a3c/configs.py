@@ -58,8 +58,9 @@ class A3CConfig:
         require(self.lr > 0, "algo.lr", "must be > 0", self.lr, "algo.lr=3e-4")
         require(self.critic_lr_scale > 0, "algo.critic_lr_scale", "must be > 0",
                 self.critic_lr_scale, "algo.critic_lr_scale=1.0")
-        require(self.lr_schedule in ("constant", "linear"), "algo.lr_schedule",
-                "must be constant or linear", self.lr_schedule, "algo.lr_schedule=constant")
+        for key in ("lr_schedule", "entropy_schedule"):  # both: constant, or linear decay to 0
+            require(getattr(self, key) in ("constant", "linear"), f"algo.{key}",
+                    "must be constant or linear", getattr(self, key), f"algo.{key}=constant")
         require(0 < self.gamma <= 1, "algo.gamma", "must be in (0, 1]", self.gamma, "algo.gamma=0.99")
         require(self.n_steps >= 1, "algo.n_steps", "must be >= 1", self.n_steps, "algo.n_steps=5")
         require(1 <= self.envs_per_worker <= 4096, "algo.envs_per_worker", "must be in [1, 4096]",
@@ -67,8 +68,6 @@ class A3CConfig:
         if self.gae_lambda is not None:
             require(0 <= self.gae_lambda <= 1, "algo.gae_lambda", "must be in [0, 1] or null",
                     self.gae_lambda, "algo.gae_lambda=0.95")
-        require(self.entropy_schedule in ("constant", "linear"), "algo.entropy_schedule",
-                "must be constant or linear", self.entropy_schedule, "algo.entropy_schedule=constant")
         require(self.entropy_coef >= 0, "algo.entropy_coef", "must be >= 0", self.entropy_coef,
                 "algo.entropy_coef=0.01")
         require(self.value_coef > 0, "algo.value_coef", "must be > 0", self.value_coef,
